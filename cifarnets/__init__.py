@@ -1,0 +1,20 @@
+"""cifarnets: the CIFAR-scale networks of the seed reports, exact to their published figures.
+
+    >>> import cifarnets
+    >>> cifarnets.list_models("vgg*")
+    ['vgg08', 'vgg8_classic', 'vgg16', 'vgg16_bn', 'vgg38', 'vgg68', 'vgg72', 'vgg106']
+    >>> model = cifarnets.create("vgg38", bn=True, rc=True)
+
+Every model is also reachable as ``timm.create_model("cifarnets_<name>")``.
+"""
+
+from .layers import DetachedBatchNorm2d, get_act_layer, get_norm_layer, register_norm_layer
+from .models import ModelCfg
+from .registry import ModelInfo, count_params, create, is_model, list_models, model_info, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DetachedBatchNorm2d", "ModelCfg", "ModelInfo", "__version__", "count_params", "create", "get_act_layer",
+    "get_norm_layer", "is_model", "list_models", "model_info", "register_model", "register_norm_layer",
+]

@@ -1,0 +1,65 @@
+"""Input validation that turns torch's deep shape errors into one clear message.
+
+The check is registered with `torch.fx.wrap` by each model file, so graph tools (the
+receptive-field tracer) see it as a single pass-through call instead of tracing into the
+Python `if`s, and `torch.export` evaluates it on static shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["check_input"]
+
+
+def check_input(
+    x: torch.Tensor,
+    in_chans: int,
+    model_name: str,
+    reduction: int = 1,
+    feature_size: Optional[tuple[int, int]] = None,
+) -> torch.Tensor:
+    """Return `x` unchanged if a model can take it, else raise a `ValueError` that says why.
+
+    Args:
+        x: the batch, expected ``(N, in_chans, H, W)``.
+        in_chans: channels the first layer was built for.
+        model_name: used in the message.
+        reduction: total down-sampling factor of the trunk; H and W must be at least this.
+        feature_size: for a fixed classifier head, the (h, w) feature map the head was built
+            for: ``H // reduction`` must equal it, so the message names the input size
+            ``feature_size * reduction``.
+
+    Example:
+        >>> check_input(torch.zeros(2, 3, 32, 32), 3, "vgg16", 32, (1, 1)).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    if feature_size is not None:
+        want = f"(N, {in_chans}, {feature_size[0] * reduction}, {feature_size[1] * reduction})"
+    else:
+        want = f"(N, {in_chans}, H, W) with H, W >= {reduction}"
+    if x.dim() != 4:
+        raise ValueError(
+            f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "
+            f"{tuple(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
+        )
+    n, c, h, w = x.shape
+    if c != in_chans:
+        raise ValueError(
+            f"{model_name} expects input of shape {want}, got {tuple(x.shape)}: {c} channel{'s' if c != 1 else ''} instead of "
+            f"{in_chans}. Create the model with in_chans={c}, or convert the images."
+        )
+    if feature_size is not None:
+        if (h // reduction, w // reduction) != tuple(feature_size):
+            raise ValueError(
+                f"{model_name} has a fixed classifier head built for {feature_size[0]}x{feature_size[1]} feature "
+                f"maps, so it expects input of shape {want}; got {tuple(x.shape)}. Resize or pad the images to "
+                f"{feature_size[0] * reduction}x{feature_size[1] * reduction}, or use a model with global pooling."
+            )
+    elif h < reduction or w < reduction:
+        raise ValueError(
+            f"{model_name} down-samples by {reduction}, so it expects input of shape {want}; got {tuple(x.shape)}"
+        )
+    return x

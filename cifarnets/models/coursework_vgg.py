@@ -1,0 +1,310 @@
+"""The coursework VGG family of seeds 001-003: VGG08, VGG38, VGG68, VGG72, VGG106.
+
+Every convolution is 3x3, padding 1, 32 filters (SPEC §1a). A network is an entry
+convolution, S stages of B processing blocks and one reduction block each, and a global
+average pool with a linear classifier::
+
+    entry       conv 3->32 (no bias) -> BN -> act        (the entry BN is in every variant)
+    processing  conv (no bias) -> [BN] -> act -> conv (no bias) -> [BN] -> (+ x if rc) -> act
+    reduction   conv (bias) -> [BN] -> act -> avgpool 2x2 -> conv (bias) -> [BN]
+                -> (+ shortcut(x) if rc and a shortcut is chosen) -> act
+    head        global average pool -> Linear(32, num_classes)
+
+BN sits after each convolution and before the activation (seeds 001/002 §5, seed 003
+Algorithm 1); the skip joins before the block's last activation (seed 001 §5, He et al.
+2016 Fig. 2). A network has 2 + S(2B + 2) weighted layers.
+
+Shortcuts of the reduction blocks when ``rc=True`` (seed 001 §5.1, seed 003 Alg. 1):
+``"none"`` (the coursework baseline, no skip across a reduction), ``"avgpool"`` (the
+identity average-pooled like the main path; seed 003), ``"zeropad"`` (strided identity,
+He et al. option A) and ``"projection"`` (strided 1x1 conv, + BN when ``bn``; option B).
+
+Initialisation is PyTorch's own by default. The reports' headline finding, that plain
+VGG38 does not learn (loss stuck at ln 100) while BN and/or RC fix it, depends on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from ..layers import (
+    SHORTCUTS, ActLayer, ClassifierHead, NormLayer, check_input, create_shortcut, get_act_layer,
+    get_norm_layer, init_weights,
+)
+from ._base import CifarNet
+from ._builder import build_model
+from ._registry import CIFAR10_MEAN, CIFAR10_STD_SEED000, ModelCfg, register_model
+
+__all__ = ["CourseworkVGG", "CourseworkVGGConfig", "ProcessingBlock", "ReductionBlock"]
+
+torch.fx.wrap("check_input")
+
+
+@dataclass(frozen=True)
+class CourseworkVGGConfig:
+    """The shape of a coursework VGG: S stages of B processing blocks, and which
+    reduction-block shortcut its report used when residual connections are on."""
+
+    stages: int
+    blocks: int
+    default_shortcut: str = "none"
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers, 2 + S(2B + 2): entry conv, 2 per block, classifier."""
+        return 2 + self.stages * (2 * self.blocks + 2)
+
+
+def _conv3x3(in_chs: int, out_chs: int, bias: bool) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, kernel_size=3, padding=1, bias=bias)
+
+
+def _norm_or_identity(norm_layer: Optional[Callable[[int], nn.Module]], chs: int) -> nn.Module:
+    return norm_layer(chs) if norm_layer is not None else nn.Identity()
+
+
+class ProcessingBlock(nn.Module):
+    """conv → [BN] → act → conv → [BN] → (+ x) → act, at constant width and size."""
+
+    def __init__(
+        self,
+        width: int,
+        norm_layer: Optional[Callable[[int], nn.Module]],
+        act_layer: Callable[[], nn.Module],
+        residual: bool,
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(width, width, bias=False)
+        self.norm1 = _norm_or_identity(norm_layer, width)
+        self.act1 = act_layer()
+        self.conv2 = _conv3x3(width, width, bias=False)
+        self.norm2 = _norm_or_identity(norm_layer, width)
+        self.act2 = act_layer()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        if self.residual:
+            out = out + x
+        return self.act2(out)
+
+
+class ReductionBlock(nn.Module):
+    """conv → [BN] → act → avgpool 2x2 → conv → [BN] → (+ shortcut(x)) → act; halves H, W.
+
+    Its convolutions have biases, as in the coursework framework (SPEC §1a).
+    """
+
+    def __init__(
+        self,
+        width: int,
+        norm_layer: Optional[Callable[[int], nn.Module]],
+        act_layer: Callable[[], nn.Module],
+        shortcut: str,
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(width, width, bias=True)
+        self.norm1 = _norm_or_identity(norm_layer, width)
+        self.act1 = act_layer()
+        self.pool = nn.AvgPool2d(2)
+        self.conv2 = _conv3x3(width, width, bias=True)
+        self.norm2 = _norm_or_identity(norm_layer, width)
+        self.shortcut = create_shortcut(shortcut, width, width, stride=2, norm_layer=norm_layer)
+        self.act2 = act_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pool(self.act1(self.norm1(self.conv1(x))))
+        out = self.norm2(self.conv2(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.act2(out)
+
+
+class CourseworkVGG(CifarNet):
+    """A coursework VGG of any S x B shape (seeds 001-003, SPEC §1a).
+
+    Args:
+        arch: stages, blocks per stage and the report's reduction shortcut (positional).
+        num_classes: classifier outputs (the reports: 100, CIFAR-100).
+        in_chans: input channels.
+        width: filters of every convolution (the reports: 32).
+        bn: batch norm after every block convolution (the entry BN is always there).
+        rc: residual connections in the processing blocks.
+        shortcut: skip across the reduction blocks when ``rc``: one of ``"none"``,
+            ``"avgpool"``, ``"zeropad"``, ``"projection"``; ``None`` means the one the
+            network's report used (`CourseworkVGGConfig.default_shortcut`).
+        act: activation, a name (``"leaky_relu"``, ``"relu"``, ``"sigmoid"``, ...) or class.
+        norm_layer: the normalisation used wherever the network normalises (a class such as
+            `cifarnets.DetachedBatchNorm2d` or a name). ``None`` removes the entry BN too,
+            which no report did.
+        init: ``"default"`` keeps PyTorch's initialisation (needed to reproduce the
+            vanishing gradients); ``"kaiming"``, ``"xavier"``, ``"orthogonal"``.
+
+    Example:
+        >>> net = CourseworkVGG(CourseworkVGGConfig(stages=4, blocks=2), bn=True, rc=True)
+        >>> net(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 100])
+    """
+
+    def __init__(
+        self,
+        arch: CourseworkVGGConfig,
+        /,
+        *,
+        num_classes: int = 100,
+        in_chans: int = 3,
+        width: int = 32,
+        bn: bool = False,
+        rc: bool = False,
+        shortcut: Optional[str] = None,
+        act: ActLayer = "leaky_relu",
+        norm_layer: NormLayer = "batchnorm",
+        init: str = "default",
+    ) -> None:
+        super().__init__()
+        if arch.stages < 1 or arch.blocks < 0:
+            raise ValueError(f"a coursework VGG needs stages >= 1 and blocks >= 0, got {arch}")
+        if shortcut is not None and shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {shortcut!r}; use one of {list(SHORTCUTS)}")
+        if shortcut not in (None, "none") and not rc:
+            raise ValueError(
+                f"shortcut={shortcut!r} is a residual connection across the reduction blocks, but rc=False; "
+                f"pass rc=True to use it, or drop shortcut="
+            )
+        norm = get_norm_layer(norm_layer)
+        if bn and norm is None:
+            raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
+        if shortcut is None:
+            shortcut = arch.default_shortcut if rc else "none"
+        if rc and arch.blocks == 0 and shortcut == "none":
+            warnings.warn(
+                "rc=True changes nothing in a network without processing blocks unless a reduction shortcut is "
+                "chosen (shortcut='avgpool', 'zeropad' or 'projection')",
+                stacklevel=3,
+            )
+        act_layer = get_act_layer(act)
+        block_norm = norm if bn else None
+
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.bn, self.rc, self.shortcut = bn, rc, shortcut
+        self.num_features = self.head_hidden_size = width
+        self.reduction = 2 ** arch.stages
+
+        self.stem = nn.Sequential(OrderedDict(
+            conv=_conv3x3(in_chans, width, bias=False),
+            norm=_norm_or_identity(norm, width),
+            act=act_layer(),
+        ))
+        stages = []
+        for _ in range(arch.stages):
+            blocks: OrderedDict[str, nn.Module] = OrderedDict(
+                (f"block{b}", ProcessingBlock(width, block_norm, act_layer, residual=rc)) for b in range(arch.blocks)
+            )
+            blocks["reduction"] = ReductionBlock(width, block_norm, act_layer, shortcut=shortcut)
+            stages.append(nn.Sequential(blocks))
+        self.stages = nn.Sequential(*stages)
+        self.head = ClassifierHead(width, num_classes, global_pool=True)
+        init_weights(self, init)
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers as the reports count them, 2 + S(2B + 2)."""
+        return self.arch.depth
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_input(x, self.in_chans, self.model_name, self.reduction)
+        return self.stages(self.stem(x))
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+    return build_model(CourseworkVGG, variant, default_cfgs[variant], pretrained, _ARCHS[variant], **kwargs)
+
+
+_ARCHS = {
+    "vgg08": CourseworkVGGConfig(stages=3, blocks=0),
+    "vgg38": CourseworkVGGConfig(stages=3, blocks=5),
+    "vgg68": CourseworkVGGConfig(stages=3, blocks=10, default_shortcut="avgpool"),
+    "vgg72": CourseworkVGGConfig(stages=5, blocks=6, default_shortcut="avgpool"),
+    "vgg106": CourseworkVGGConfig(stages=5, blocks=12, default_shortcut="avgpool"),
+}
+
+
+def _cfg(source: str, published_params: int, notes: str = "", **defaults: Any) -> ModelCfg:
+    # The coursework framework normalises CIFAR-100 with the CIFAR-10 statistics of seed 000.
+    return ModelCfg(
+        family="coursework_vgg", source=source, num_classes=100, dataset="cifar100",
+        mean=CIFAR10_MEAN, std=CIFAR10_STD_SEED000, first_conv="stem.conv", classifier="head.fc",
+        defaults=defaults, published_params=published_params, notes=notes,
+    )
+
+
+default_cfgs = {
+    "vgg08": _cfg(
+        "seeds 001-003 (§2, Table 1)", 59_716,
+        "3 stages x 0 blocks, no BN in the blocks, no RC: the healthy shallow baseline.",
+    ),
+    "vgg38": _cfg(
+        "seeds 001-003 (§2, §5, Table 1)", 336_196,
+        "3 stages x 5 blocks, published plain: at PyTorch's default init its gradients vanish. "
+        "bn=True: 338,500 params; rc=True keeps 336,196 (parameter-free); rc=True uses no skip across the "
+        "reduction blocks (the coursework baseline) unless shortcut= is given.",
+    ),
+    "vgg68": _cfg(
+        "seed 003 (§5.4)", 616_900,
+        "3 stages x 10 blocks with BN+RC and the average-pooled reduction shortcut (seed 003 Algorithm 1). "
+        "Seed 003's best model: 65.83 % CIFAR-100 test accuracy.",
+        bn=True, rc=True,
+    ),
+    "vgg72": _cfg(
+        "seed 003 (§5.4)", 654_148,
+        "5 stages x 6 blocks with BN+RC and the average-pooled reduction shortcut.",
+        bn=True, rc=True,
+    ),
+    "vgg106": _cfg(
+        "seed 003 (§5.4)", 1_210_948,
+        "Seed 003's 'VGG106' is 5 stages x 12 blocks with BN+RC and the average-pooled shortcut; its "
+        "1,210,948 parameters match that configuration, which by the family's formula 2 + S(2B + 2) has 132 "
+        "weighted layers, not 106 (4 x 12 would give 106). This is the published configuration.",
+        bn=True, rc=True,
+    ),
+}
+
+
+@register_model
+def vgg08(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+    """VGG08 (seeds 001-003): 3 x 0, plain; 59,716 parameters at 100 classes."""
+    return _create("vgg08", pretrained, **kwargs)
+
+
+@register_model
+def vgg38(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+    """VGG38 (seeds 001-003): 3 x 5, plain; 336,196 parameters (338,500 with ``bn=True``)."""
+    return _create("vgg38", pretrained, **kwargs)
+
+
+@register_model
+def vgg68(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+    """VGG68 (seed 003 §5.4): 3 x 10, BN+RC, pooled shortcut; 616,900 parameters."""
+    return _create("vgg68", pretrained, **kwargs)
+
+
+@register_model
+def vgg72(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+    """VGG72 (seed 003 §5.4): 5 x 6, BN+RC, pooled shortcut; 654,148 parameters."""
+    return _create("vgg72", pretrained, **kwargs)
+
+
+@register_model
+def vgg106(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+    """"VGG106" (seed 003 §5.4): 5 x 12, BN+RC, pooled shortcut; 1,210,948 parameters (132 layers)."""
+    return _create("vgg106", pretrained, **kwargs)

@@ -1,0 +1,238 @@
+"""CIFAR ResNets: seed 000's ResNet-18 and He et al. 2016's ResNet-20/32/44/56/110.
+
+Both are a 3x3 stem at full resolution, stages of BasicBlocks (conv3x3 → BN → ReLU →
+conv3x3 → BN → + shortcut → ReLU) whose first block may down-sample with stride 2, and a
+global-average-pool linear classifier.
+
+- ResNet-18 (seed 000, "ResNet-18 Complete Structure"; SPEC §1b): stem 64; 4 stages x 2
+  blocks of 64/128/256/512 channels, strides 1/2/2/2; 1x1 conv + BN projection where the
+  shape changes. 11,173,962 parameters at 10 classes.
+- ResNet-(6n+2) (He et al. 2016 §4.2, the source of the seeds' shortcut discussion): stem 16;
+  3 stages x n blocks of 16/32/64 channels. The paper's CIFAR nets use option A, a
+  parameter-free zero-padded strided identity (``shortcut="zeropad"``, the default);
+  option B, ``"projection"``, adds 2,752 parameters. ResNet-20 has 269,722 parameters,
+  ResNet-56 853,018 and ResNet-110 1,727,962. They are initialised as in the paper
+  (He et al. 2015, ``init="kaiming"``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from ..layers import (
+    ActLayer, ClassifierHead, NormLayer, check_input, create_shortcut, get_act_layer, get_norm_layer, init_weights,
+)
+from ._base import CifarNet
+from ._builder import build_model
+from ._registry import CIFAR10_MEAN, CIFAR10_STD, CIFAR10_STD_SEED000, ModelCfg, register_model
+
+__all__ = ["BasicBlock", "CifarResNet", "ResNetConfig"]
+
+torch.fx.wrap("check_input")
+
+_RESNET_SHORTCUTS = ("zeropad", "projection")
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """Stem width, then per stage: output channels, BasicBlocks and the first block's stride."""
+
+    stem_width: int
+    widths: tuple[int, ...]
+    blocks: tuple[int, ...]
+    strides: tuple[int, ...]
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers: stem, two per block, classifier (projections not counted)."""
+        return 2 + 2 * sum(self.blocks)
+
+
+def _conv3x3(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """conv3x3(stride) → BN → act → conv3x3 → BN → + shortcut(x) → act (He et al. 2016 Fig. 2)."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int,
+        norm_layer: Optional[Callable[[int], nn.Module]],
+        act_layer: Callable[[], nn.Module],
+        shortcut: str,
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_chs, out_chs, stride)
+        self.norm1 = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
+        self.act1 = act_layer()
+        self.conv2 = _conv3x3(out_chs, out_chs)
+        self.norm2 = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
+        self.shortcut = create_shortcut(shortcut, in_chs, out_chs, stride, norm_layer)
+        self.act2 = act_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        return self.act2(out + self.shortcut(x))
+
+
+class CifarResNet(CifarNet):
+    """A ResNet for 32x32 inputs built from a `ResNetConfig`.
+
+    Args:
+        arch: the stage layout (positional).
+        num_classes, in_chans: classifier outputs and input channels.
+        shortcut: where a block changes shape, ``"zeropad"`` (option A) or ``"projection"``
+            (option B: 1x1 strided conv + norm).
+        norm_layer: normalisation after every conv, e.g. `cifarnets.DetachedBatchNorm2d`
+            (seed 000's experiment); ``None`` for none.
+        act: activation name or class.
+        init: ``"default"`` (PyTorch's) or ``"kaiming"``, ``"xavier"``, ``"orthogonal"``.
+
+    Example:
+        >>> net = CifarResNet(ResNetConfig(16, (16, 32, 64), (1, 1, 1), (1, 2, 2)), num_classes=10)
+        >>> net(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        arch: ResNetConfig,
+        /,
+        *,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        shortcut: str = "zeropad",
+        norm_layer: NormLayer = "batchnorm",
+        act: ActLayer = "relu",
+        init: str = "default",
+    ) -> None:
+        super().__init__()
+        if shortcut not in _RESNET_SHORTCUTS:
+            raise ValueError(f"unknown shortcut {shortcut!r} for a ResNet; use one of {list(_RESNET_SHORTCUTS)}")
+        if not len(arch.widths) == len(arch.blocks) == len(arch.strides):
+            raise ValueError(f"widths, blocks and strides need one entry per stage: {arch}")
+        norm = get_norm_layer(norm_layer)
+        act_layer = get_act_layer(act)
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.shortcut = shortcut
+        self.num_features = self.head_hidden_size = arch.widths[-1]
+        self.reduction = 1
+        for s in arch.strides:
+            self.reduction *= s
+
+        self.stem = nn.Sequential(OrderedDict(
+            conv=_conv3x3(in_chans, arch.stem_width),
+            norm=norm(arch.stem_width) if norm is not None else nn.Identity(),
+            act=act_layer(),
+        ))
+        stages = []
+        in_chs = arch.stem_width
+        for width, depth, stride in zip(arch.widths, arch.blocks, arch.strides):
+            blocks = []
+            for i in range(depth):
+                blocks.append(BasicBlock(in_chs, width, stride if i == 0 else 1, norm, act_layer, shortcut))
+                in_chs = width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.head = ClassifierHead(in_chs, num_classes, global_pool=True)
+        init_weights(self, init)
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers as the paper counts them (6n + 2 for the CIFAR ResNets)."""
+        return self.arch.depth
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_input(x, self.in_chans, self.model_name, self.reduction)
+        return self.stages(self.stem(x))
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    return build_model(CifarResNet, variant, default_cfgs[variant], pretrained, _ARCHS[variant], **kwargs)
+
+
+def _he2016(n: int) -> ResNetConfig:
+    return ResNetConfig(stem_width=16, widths=(16, 32, 64), blocks=(n, n, n), strides=(1, 2, 2))
+
+
+_ARCHS = {
+    "resnet18": ResNetConfig(stem_width=64, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), strides=(1, 2, 2, 2)),
+    **{f"resnet{6 * n + 2}": _he2016(n) for n in (3, 5, 7, 9, 18)},
+}
+
+_HE2016_PARAMS = {"resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018,
+                  "resnet110": 1_727_962}
+
+
+def _he2016_cfg(variant: str) -> ModelCfg:
+    return ModelCfg(
+        family="cifar_resnet",
+        source="He et al. 2016, §4.2 (CIFAR-10); the shortcut options of seeds 001/002 §5.1",
+        mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        defaults={"shortcut": "zeropad", "init": "kaiming"},
+        published_params=_HE2016_PARAMS[variant],
+        notes="Option A (zero-padded identity) shortcuts as in the paper; shortcut='projection' (option B) adds "
+              "2,752 parameters. He-normal initialisation as in the paper.",
+    )
+
+
+default_cfgs = {
+    "resnet18": ModelCfg(
+        family="cifar_resnet",
+        source="seed 000 ('ResNet-18 Complete Structure', Tables 1-5)",
+        mean=CIFAR10_MEAN, std=CIFAR10_STD_SEED000,
+        defaults={"shortcut": "projection"},
+        published_params=11_173_962,
+        notes="3x3 stem, no max-pool; 1x1 conv + BN projections where the shape changes. Seed 000: 95.10 % "
+              "CIFAR-10 test accuracy; with norm_layer=cifarnets.DetachedBatchNorm2d it trains to only ~22 %.",
+    ),
+    **{name: _he2016_cfg(name) for name in _HE2016_PARAMS},
+}
+
+
+@register_model
+def resnet18(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-18 for CIFAR (seed 000): 11,173,962 parameters at 10 classes."""
+    return _create("resnet18", pretrained, **kwargs)
+
+
+@register_model
+def resnet20(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-20 (He et al. 2016, n=3, option A): 269,722 parameters."""
+    return _create("resnet20", pretrained, **kwargs)
+
+
+@register_model
+def resnet32(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-32 (He et al. 2016, n=5, option A): 464,154 parameters."""
+    return _create("resnet32", pretrained, **kwargs)
+
+
+@register_model
+def resnet44(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-44 (He et al. 2016, n=7, option A): 658,586 parameters."""
+    return _create("resnet44", pretrained, **kwargs)
+
+
+@register_model
+def resnet56(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-56 (He et al. 2016, n=9, option A): 853,018 parameters."""
+    return _create("resnet56", pretrained, **kwargs)
+
+
+@register_model
+def resnet110(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-110 (He et al. 2016, n=18, option A): 1,727,962 parameters."""
+    return _create("resnet110", pretrained, **kwargs)

@@ -1,0 +1,216 @@
+"""Find and build zoo models by name: `create`, `list_models`, `is_model`, `model_info`.
+
+Also the bridge that makes every model creatable through ``timm.create_model`` under a
+``cifarnets_`` prefix, so timm's training scripts and tools can use the zoo without ever
+shadowing timm's own ``resnet18`` or ``vgg16``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Union
+
+import torch
+import torch.nn as nn
+
+from . import models as _models  # noqa: F401  (importing registers every family)
+from .models._builder import attach_cfg, valid_kwargs
+from .models._registry import ModelCfg, add_registration_hook, entrypoints, model_cfgs, register_model
+
+__all__ = ["ModelInfo", "TIMM_PREFIX", "count_params", "create", "is_model", "list_models", "model_info", "register_model"]
+
+TIMM_PREFIX = "cifarnets_"
+
+
+def _natural_key(name: str) -> list[Union[int, str]]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
+def _as_patterns(patterns: Union[str, Iterable[str]]) -> list[str]:
+    if isinstance(patterns, str):
+        return [patterns] if patterns else []
+    return list(patterns)
+
+
+def list_models(filter: Union[str, Iterable[str]] = "", exclude_filters: Union[str, Iterable[str]] = "") -> list[str]:
+    """Registered model names matching fnmatch `filter` (one or several), in natural order.
+
+    Example:
+        >>> list_models("vgg*")[:3]
+        ['vgg08', 'vgg8_classic', 'vgg16']
+        >>> list_models("resnet*", exclude_filters="resnet1*")
+        ['resnet20', 'resnet32', 'resnet44', 'resnet56']
+    """
+    names = list(entrypoints())
+    include = _as_patterns(filter)
+    if include:
+        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in include)]
+    for pattern in _as_patterns(exclude_filters):
+        names = [n for n in names if not fnmatch.fnmatch(n, pattern)]
+    return sorted(names, key=_natural_key)
+
+
+def is_model(name: str) -> bool:
+    """True if `name` is a registered model."""
+    return name in entrypoints()
+
+
+def _closest(name: str, n: int = 4) -> list[str]:
+    name = name.lower()
+    names = sorted(entrypoints(), key=_natural_key)
+    letters, digits = re.sub(r"[\d_]", "", name.split("_")[0]), re.sub(r"\D", "", name).lstrip("0")
+
+    def related(other: str) -> bool:
+        # "vgg8" -> "vgg08" (same letters and number) and "vgg8_classic" (an extension of it).
+        same_number = re.sub(r"[\d_]", "", other.split("_")[0]) == letters and \
+            re.sub(r"\D", "", other.split("_")[0]).lstrip("0") == digits
+        return other.startswith(name) or (bool(digits) and same_number)
+
+    close = [other for other in names if related(other)]
+    close += [c for c in difflib.get_close_matches(name, names, n=n, cutoff=0.5) if c not in close]
+    return close[:n]
+
+
+def _require(name: str) -> Callable[..., nn.Module]:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, not {type(name).__name__}")
+    fn = entrypoints().get(name)
+    if fn is None:
+        if name.startswith(TIMM_PREFIX) and name[len(TIMM_PREFIX):] in entrypoints():
+            return entrypoints()[name[len(TIMM_PREFIX):]]
+        close = _closest(name)
+        message = f"unknown model {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+        message += f" (cifarnets.list_models() lists all {len(entrypoints())})"
+        flags = re.fullmatch(r"(.+?)[_+-]?(bn|rc|bn[_+-]?rc)", name.lower())
+        if flags and flags.group(1) in entrypoints() and model_cfgs()[flags.group(1)].family == "coursework_vgg":
+            wanted = ", ".join(f"{f}=True" for f in ("bn", "rc") if f in flags.group(2))
+            message += f". BN and RC are keywords: cifarnets.create({flags.group(1)!r}, {wanted})"
+        raise ValueError(message)
+    return fn
+
+
+def create(
+    name: str,
+    pretrained: bool = False,
+    *,
+    num_classes: Optional[int] = None,
+    in_chans: int = 3,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the registered model `name`, by default exactly as its report published it.
+
+    Keywords not given keep the published values (see `model_info`); `num_classes`
+    ``None`` means the published number of classes. A keyword the model does not take is a
+    `TypeError` naming it and the valid ones; an unknown name is a `ValueError` naming the
+    closest registered names.
+
+    Example:
+        >>> m = create("vgg38", bn=True, rc=True)          # seed 001's VGG38 BN+RC
+        >>> sum(p.numel() for p in m.parameters())
+        338500
+        >>> m = create("resnet18", norm_layer="detached_batchnorm")   # seed 000's experiment
+    """
+    fn = _require(name)
+    model = fn(pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if not hasattr(model, "pretrained_cfg"):  # user-registered models built without build_model
+        attach_cfg(model, name, model_cfgs()[fn.__name__])
+    return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `model_info` reports about a registered model."""
+
+    name: str
+    family: str
+    source: str
+    num_classes: int
+    dataset: str
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    params: int
+    published_params: Optional[int]
+    defaults: dict[str, Any]
+    keywords: list[str]
+    notes: str
+    timm_name: str
+
+    def __str__(self) -> str:
+        rows = [
+            ("model", self.name), ("family", self.family), ("source", self.source),
+            ("classes", f"{self.num_classes} ({self.dataset})"), ("input", "x".join(map(str, self.input_size))),
+            ("parameters", f"{self.params:,}" + (f" (published {self.published_params:,})"
+                                                  if self.published_params is not None else "")),
+            ("mean", ", ".join(f"{v:.4f}" for v in self.mean)), ("std", ", ".join(f"{v:.4f}" for v in self.std)),
+            ("published flags", ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "-"),
+            ("keywords", ", ".join(self.keywords)), ("timm name", self.timm_name), ("notes", self.notes or "-"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters as the reports count them: ``sum(p.numel() for p in model.parameters())``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_info(name: str) -> ModelInfo:
+    """Family, source report, published defaults, parameter count and notes of `name`.
+
+    The parameter count is of the network `create(name)` builds, counted on the meta
+    device (no memory, no initialisation), so it is cheap even for VGG-16.
+
+    Example:
+        >>> model_info("vgg106").params
+        1210948
+    """
+    fn = _require(name)
+    name = fn.__name__
+    cfg: ModelCfg = model_cfgs()[name]
+    with torch.device("meta"):
+        model = create(name)
+    model_cls = type(model)
+    return ModelInfo(
+        name=name, family=cfg.family, source=cfg.source, num_classes=cfg.num_classes, dataset=cfg.dataset,
+        input_size=cfg.input_size, mean=cfg.mean, std=cfg.std, params=count_params(model),
+        published_params=cfg.published_params, defaults=dict(cfg.defaults),
+        keywords=sorted(valid_kwargs(model_cls)) if cfg.family != "user" else [],
+        notes=cfg.notes, timm_name=TIMM_PREFIX + name,
+    )
+
+
+# ---------------------------------------------------------------- the timm bridge
+
+def _register_with_timm(name: str, fn: Callable[..., nn.Module], cfg: ModelCfg) -> None:
+    from timm.models import _registry as timm_registry
+    from timm.models._pretrained import DefaultCfg, PretrainedCfg
+
+    timm_name = TIMM_PREFIX + name
+    if timm_name in timm_registry._model_entrypoints:
+        return
+
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+            kwargs.pop(key, None)
+        return create(name, pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = timm_name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = fn.__doc__
+    pretrained_cfg = PretrainedCfg(
+        architecture=timm_name, input_size=cfg.input_size, fixed_input_size=cfg.fixed_input_size,
+        interpolation="bilinear", crop_pct=1.0, mean=cfg.mean, std=cfg.std, num_classes=cfg.num_classes,
+        first_conv=cfg.first_conv, classifier=cfg.classifier, description=cfg.source, notes=(cfg.notes,),
+    )
+    # timm's register_model reads the cfg from ``default_cfgs`` of the entry point's module.
+    default_cfgs[timm_name] = DefaultCfg(tags=deque([""]), cfgs={"": pretrained_cfg})
+    timm_registry.register_model(entrypoint)
+
+
+default_cfgs: dict[str, Any] = {}  # read by timm's register_model for the bridged names
+add_registration_hook(_register_with_timm)
