@@ -33,6 +33,7 @@ class ModelCfg:
 
     Attributes:
         family: model family, e.g. ``"coursework_vgg"``.
+        summary: the published configuration in a few words, for tables.
         source: the report (and section/table) the network reproduces.
         num_classes: classes of the published network.
         dataset: the data set it was published on.
@@ -49,6 +50,7 @@ class ModelCfg:
 
     family: str
     source: str
+    summary: str = ""
     num_classes: int = 10
     dataset: str = "cifar10"
     input_size: tuple[int, int, int] = (3, 32, 32)

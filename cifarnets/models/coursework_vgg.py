@@ -239,10 +239,10 @@ _ARCHS = {
 }
 
 
-def _cfg(source: str, published_params: int, notes: str = "", **defaults: Any) -> ModelCfg:
+def _cfg(source: str, summary: str, published_params: int, notes: str = "", **defaults: Any) -> ModelCfg:
     # The coursework framework normalises CIFAR-100 with the CIFAR-10 statistics of seed 000.
     return ModelCfg(
-        family="coursework_vgg", source=source, num_classes=100, dataset="cifar100",
+        family="coursework_vgg", source=source, summary=summary, num_classes=100, dataset="cifar100",
         mean=CIFAR10_MEAN, std=CIFAR10_STD_SEED000, first_conv="stem.conv", classifier="head.fc",
         defaults=defaults, published_params=published_params, notes=notes,
     )
@@ -250,28 +250,28 @@ def _cfg(source: str, published_params: int, notes: str = "", **defaults: Any) -
 
 default_cfgs = {
     "vgg08": _cfg(
-        "seeds 001-003 (§2, Table 1)", 59_716,
+        "seeds 001-003 (§2, Table 1)", "3 stages x 0 blocks, plain", 59_716,
         "3 stages x 0 blocks, no BN in the blocks, no RC: the healthy shallow baseline.",
     ),
     "vgg38": _cfg(
-        "seeds 001-003 (§2, §5, Table 1)", 336_196,
+        "seeds 001-003 (§2, §5, Table 1)", "3 x 5, plain; flags bn, rc", 336_196,
         "3 stages x 5 blocks, published plain: at PyTorch's default init its gradients vanish. "
         "bn=True: 338,500 params; rc=True keeps 336,196 (parameter-free); rc=True uses no skip across the "
         "reduction blocks (the coursework baseline) unless shortcut= is given.",
     ),
     "vgg68": _cfg(
-        "seed 003 (§5.4)", 616_900,
+        "seed 003 (§5.4)", "3 x 10, BN+RC, avg-pool shortcut", 616_900,
         "3 stages x 10 blocks with BN+RC and the average-pooled reduction shortcut (seed 003 Algorithm 1). "
         "Seed 003's best model: 65.83 % CIFAR-100 test accuracy.",
         bn=True, rc=True,
     ),
     "vgg72": _cfg(
-        "seed 003 (§5.4)", 654_148,
+        "seed 003 (§5.4)", "5 x 6, BN+RC, avg-pool shortcut", 654_148,
         "5 stages x 6 blocks with BN+RC and the average-pooled reduction shortcut.",
         bn=True, rc=True,
     ),
     "vgg106": _cfg(
-        "seed 003 (§5.4)", 1_210_948,
+        "seed 003 (§5.4)", "5 x 12 (132 layers), BN+RC, avg-pool shortcut", 1_210_948,
         "Seed 003's 'VGG106' is 5 stages x 12 blocks with BN+RC and the average-pooled shortcut; its "
         "1,210,948 parameters match that configuration, which by the family's formula 2 + S(2B + 2) has 132 "
         "weighted layers, not 106 (4 x 12 would give 106). This is the published configuration.",

@@ -179,7 +179,8 @@ _HE2016_PARAMS = {"resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586,
 def _he2016_cfg(variant: str) -> ModelCfg:
     return ModelCfg(
         family="cifar_resnet",
-        source="He et al. 2016, §4.2 (CIFAR-10); the shortcut options of seeds 001/002 §5.1",
+        source="He et al. 2016 (§4.2, Table 6)",
+        summary=f"3 stages x {_ARCHS[variant].blocks[0]} BasicBlocks, 16-64 ch, option A shortcuts",
         mean=CIFAR10_MEAN, std=CIFAR10_STD,
         defaults={"shortcut": "zeropad", "init": "kaiming"},
         published_params=_HE2016_PARAMS[variant],
@@ -192,6 +193,7 @@ default_cfgs = {
     "resnet18": ModelCfg(
         family="cifar_resnet",
         source="seed 000 ('ResNet-18 Complete Structure', Tables 1-5)",
+        summary="4 stages x 2 BasicBlocks, 64-512 ch, 1x1 projections",
         mean=CIFAR10_MEAN, std=CIFAR10_STD_SEED000,
         defaults={"shortcut": "projection"},
         published_params=11_173_962,

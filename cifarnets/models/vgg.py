@@ -145,9 +145,9 @@ _ARCHS = {
 }
 
 
-def _cfg(source: str, published_params: int, notes: str, **defaults: Any) -> ModelCfg:
+def _cfg(source: str, summary: str, published_params: int, notes: str, **defaults: Any) -> ModelCfg:
     return ModelCfg(
-        family="vgg", source=source, mean=CIFAR10_MEAN, std=CIFAR10_STD, fixed_input_size=True,
+        family="vgg", source=source, summary=summary, mean=CIFAR10_MEAN, std=CIFAR10_STD, fixed_input_size=True,
         first_conv="features.conv1_1", classifier="head.fc", defaults=defaults,
         published_params=published_params, notes=notes,
     )
@@ -155,16 +155,16 @@ def _cfg(source: str, published_params: int, notes: str, **defaults: Any) -> Mod
 
 default_cfgs = {
     "vgg16": _cfg(
-        "seed 004 (§2.2, Tables 1, 5)", 33_638_218,
+        "seed 004 (§2.2, Tables 1, 5)", "13 conv + 3 FC, no BN", 33_638_218,
         "Without BN and at PyTorch's default init it does not learn: 10.00 % CIFAR-10 test accuracy in seed 004.",
     ),
     "vgg16_bn": _cfg(
-        "seed 004 (§2.3, Tables 1, 5)", 33_646_666,
+        "seed 004 (§2.3, Tables 1, 5)", "13 conv + 3 FC, BN", 33_646_666,
         "BN after every conv, before the ReLU. Seed 004: 91.94 % CIFAR-10 test accuracy after 40 epochs.",
         norm_layer="batchnorm",
     ),
     "vgg8_classic": _cfg(
-        "seed 004 (§2.4, Tables 1, 5)", 13_119_050,
+        "seed 004 (§2.4, Tables 1, 5)", "8 conv + 2 FC, no BN", 13_119_050,
         "Seed 004's 'VGG-8' (8 convs + 2 FC), not the coursework VGG08. Seed 004: 88.32 % after 40 epochs. "
         "The report does not say whether its head has dropout; here it has VGG-16's (0.5).",
     ),

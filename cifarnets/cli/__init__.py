@@ -1,0 +1,51 @@
+"""The ``cifarnets`` command: the only part of the package that prints.
+
+Each subcommand lives in a module of this package with a ``register(subparsers)``
+function; `main` wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from . import models as _models_cmds
+
+__all__ = ["main", "build_parser"]
+
+_COMMAND_MODULES = [_models_cmds]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (used by `main` and the docs)."""
+    parser = argparse.ArgumentParser(
+        prog="cifarnets",
+        description="CIFAR-scale networks of the vanishing-gradient, batch-norm and residual reports, and their tools.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose + 1, 2), format="%(message)s", stream=sys.stderr
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, NotImplementedError, RuntimeError) as err:
+        # Library errors are written for people: show the message, not the traceback.
+        if args.verbose >= 2:
+            raise
+        print(f"cifarnets {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
