@@ -118,9 +118,11 @@ def create(
         >>> m = create("resnet18", norm_layer="detached_batchnorm")   # seed 000's experiment
     """
     fn = _require(name)
+    cfg = model_cfgs()[fn.__name__]
+    num_classes = cfg.num_classes if num_classes is None else num_classes
     model = fn(pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
     if not hasattr(model, "pretrained_cfg"):  # user-registered models built without build_model
-        attach_cfg(model, name, model_cfgs()[fn.__name__])
+        attach_cfg(model, fn.__name__, cfg)
     return model
 
 
@@ -180,7 +182,8 @@ def model_info(name: str) -> ModelInfo:
         model = create(name)
     model_cls = type(model)
     return ModelInfo(
-        name=name, family=cfg.family, source=cfg.source, summary=cfg.summary, num_classes=cfg.num_classes, dataset=cfg.dataset,
+        name=name, family=cfg.family, source=cfg.source, summary=cfg.summary, num_classes=cfg.num_classes,
+        dataset=cfg.dataset,
         input_size=cfg.input_size, mean=cfg.mean, std=cfg.std, params=count_params(model),
         published_params=cfg.published_params, defaults=dict(cfg.defaults),
         keywords=sorted(valid_kwargs(model_cls)) if cfg.family != "user" else [],

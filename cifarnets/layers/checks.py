@@ -48,8 +48,9 @@ def check_input(
     n, c, h, w = x.shape
     if c != in_chans:
         raise ValueError(
-            f"{model_name} expects input of shape {want}, got {tuple(x.shape)}: {c} channel{'s' if c != 1 else ''} instead of "
-            f"{in_chans}. Create the model with in_chans={c}, or convert the images."
+            f"{model_name} expects input of shape {want}, got {tuple(x.shape)}: "
+            f"{c} channel{'s' if c != 1 else ''} instead of {in_chans}. "
+            f"Create the model with in_chans={c}, or convert the images."
         )
     if feature_size is not None:
         if (h // reduction, w // reduction) != tuple(feature_size):

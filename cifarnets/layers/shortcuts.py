@@ -80,6 +80,8 @@ def create_shortcut(
         return nn.Sequential(*layers)
     if kind == "avgpool":
         if in_chs != out_chs:
-            raise ValueError(f"an average-pool shortcut keeps channels ({in_chs} != {out_chs}); use 'zeropad' or 'projection'")
+            raise ValueError(
+                f"an average-pool shortcut keeps channels ({in_chs} != {out_chs}); use 'zeropad' or 'projection'"
+            )
         return nn.AvgPool2d(stride)
     return ZeroPadShortcut(in_chs, out_chs, stride)

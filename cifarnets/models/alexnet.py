@@ -35,7 +35,8 @@ ALEXNET_CIFAR = VGGConfig((64, "M", 192, "M", 384, 256, 256, "M"), hidden=(4096,
 
 default_cfgs = {
     "alexnet_cifar": ModelCfg(
-        family="alexnet", source="seed 004 (§2.1, Tables 1, 2, 5)", summary="5 conv (3x3) + 3 FC", mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        family="alexnet", source="seed 004 (§2.1, Tables 1, 2, 5)", summary="5 conv (3x3) + 3 FC",
+        mean=CIFAR10_MEAN, std=CIFAR10_STD,
         fixed_input_size=True, first_conv="features.conv1", classifier="head.fc", published_params=23_238_474,
         notes="Seed 004: 87.81 % CIFAR-10 test accuracy after 40 epochs. Its printed receptive-field table uses "
               "the jump after each pool; the corrected sizes are 3, 4, 8, 10, 18, 26, 34, 38 (SPEC §3).",
@@ -46,4 +47,5 @@ default_cfgs = {
 @register_model
 def alexnet_cifar(pretrained: bool = False, **kwargs: Any) -> AlexNetCifar:
     """AlexNet for CIFAR-10 (seed 004 §2.1): 23,238,474 parameters."""
-    return build_model(AlexNetCifar, "alexnet_cifar", default_cfgs["alexnet_cifar"], pretrained, ALEXNET_CIFAR, **kwargs)
+    cfg = default_cfgs["alexnet_cifar"]
+    return build_model(AlexNetCifar, "alexnet_cifar", cfg, pretrained, ALEXNET_CIFAR, **kwargs)

@@ -35,8 +35,15 @@ import torch.fx
 import torch.nn as nn
 
 from ..layers import (
-    SHORTCUTS, ActLayer, ClassifierHead, NormLayer, check_input, create_shortcut, get_act_layer,
-    get_norm_layer, init_weights,
+    SHORTCUTS,
+    ActLayer,
+    ClassifierHead,
+    NormLayer,
+    check_input,
+    create_shortcut,
+    get_act_layer,
+    get_norm_layer,
+    init_weights,
 )
 from ._base import CifarNet
 from ._builder import build_model

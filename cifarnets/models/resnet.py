@@ -26,7 +26,14 @@ import torch.fx
 import torch.nn as nn
 
 from ..layers import (
-    ActLayer, ClassifierHead, NormLayer, check_input, create_shortcut, get_act_layer, get_norm_layer, init_weights,
+    ActLayer,
+    ClassifierHead,
+    NormLayer,
+    check_input,
+    create_shortcut,
+    get_act_layer,
+    get_norm_layer,
+    init_weights,
 )
 from ._base import CifarNet
 from ._builder import build_model

@@ -1,0 +1,38 @@
+# Two entry points do all the set-up on a fresh machine:
+#   make demo   - create .venv, install, show the zoo and the vanishing-gradient result
+#   make test   - create .venv, install (with the test extra and Fashion-MNIST), run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test install fashion-mnist docs bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian's dataset-fashion-mnist: the real data set the training tests learn from.
+fashion-mnist:
+	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
+
+demo: $(VENV)/.installed
+	$(PY) examples/demo.py
+
+test: $(VENV)/.installed fashion-mnist
+	$(PY) -m pytest -q
+
+docs: $(VENV)/.installed
+	$(PY) docs/generate.py
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

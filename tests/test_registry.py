@@ -1,0 +1,144 @@
+"""Registry: names, filters, errors that help, model cards, user models and the timm bridge."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+import cifarnets
+from cifarnets.models import _registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """Let a test register models without leaking them into other tests."""
+    monkeypatch.setattr(_registry, "_ENTRYPOINTS", dict(_registry._ENTRYPOINTS))
+    monkeypatch.setattr(_registry, "_CFGS", dict(_registry._CFGS))
+    from timm.models import _registry as timm_registry
+    monkeypatch.setattr(timm_registry, "_model_entrypoints", dict(timm_registry._model_entrypoints))
+
+
+def test_list_models_filters_and_natural_sort():
+    assert cifarnets.list_models("vgg*") == [
+        "vgg08", "vgg8_classic", "vgg16", "vgg16_bn", "vgg38", "vgg68", "vgg72", "vgg106"]
+    assert cifarnets.list_models("resnet*", exclude_filters="resnet1*") == [
+        "resnet20", "resnet32", "resnet44", "resnet56"]
+    assert cifarnets.list_models(["alex*", "resnet1?"]) == ["alexnet_cifar", "resnet18"]
+    assert cifarnets.list_models("nothing*") == []
+    assert len(cifarnets.list_models()) == 15
+
+
+def test_is_model():
+    assert cifarnets.is_model("vgg38") and not cifarnets.is_model("vgg8")
+
+
+def test_unknown_name_lists_closest_names():
+    with pytest.raises(ValueError) as err:
+        cifarnets.create("vgg8")
+    message = str(err.value)
+    assert "'vgg08'" in message and "'vgg8_classic'" in message
+    assert message.index("'vgg08'") < message.index("'vgg68'")  # the likely ones first
+    with pytest.raises(ValueError, match="'resnet18'"):
+        cifarnets.create("resnet19")
+    with pytest.raises(ValueError, match=r"create\('vgg38', bn=True, rc=True\)"):
+        cifarnets.create("vgg38_bn_rc")
+    with pytest.raises(ValueError, match="'vgg38'"):
+        cifarnets.model_info("VGG38")
+
+
+def test_unknown_keyword_names_it_and_the_valid_ones():
+    with pytest.raises(TypeError) as err:
+        cifarnets.create("vgg38", bnn=True)
+    message = str(err.value)
+    assert "'bnn'" in message and "did you mean 'bn'" in message
+    for keyword in ["act", "bn", "rc", "shortcut", "width", "norm_layer", "init"]:
+        assert keyword in message
+    with pytest.raises(TypeError, match="'bn'.*valid keywords are: act, in_chans, init, norm_layer"):
+        cifarnets.create("resnet18", bn=True)
+
+
+def test_contradictory_flags_fail_at_create():
+    with pytest.raises(ValueError, match="rc=False"):
+        cifarnets.create("vgg38", shortcut="avgpool")
+    with pytest.raises(ValueError, match="norm_layer=None"):
+        cifarnets.create("vgg38", bn=True, norm_layer=None)
+    with pytest.raises(ValueError, match="unknown shortcut"):
+        cifarnets.create("vgg38", rc=True, shortcut="identity")
+    with pytest.raises(ValueError, match="for a ResNet"):
+        cifarnets.create("resnet20", shortcut="avgpool")
+    # vgg68 is published with rc and the pooled shortcut; turning rc off drops the shortcut too.
+    plain68 = cifarnets.create("vgg68", rc=False)
+    assert plain68.shortcut == "none" and not plain68.rc
+
+
+def test_pretrained_raises_a_clear_error():
+    with pytest.raises(NotImplementedError, match="no pretrained weights.*cifarnets train vgg38"):
+        cifarnets.create("vgg38", pretrained=True)
+
+
+def test_bad_input_is_a_value_error_naming_the_expected_shape():
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\).*in_chans=1"):
+        cifarnets.create("vgg38")(torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        cifarnets.create("alexnet_cifar")(torch.randn(2, 3, 64, 64))
+    assert cifarnets.create("vgg16", img_size=64)(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+    assert cifarnets.create("vgg38")(torch.randn(1, 3, 48, 48)).shape == (1, 100)  # global pooling
+
+
+def test_model_info_card():
+    info = cifarnets.model_info("vgg106")
+    assert info.family == "coursework_vgg" and "seed 003" in info.source
+    assert info.num_classes == 100 and info.dataset == "cifar100"
+    assert info.params == 1_210_948 and info.defaults == {"bn": True, "rc": True}
+    assert info.mean == (0.4914, 0.4822, 0.4465) and info.std == (0.2023, 0.1994, 0.2010)
+    assert "bn" in info.keywords and info.timm_name == "cifarnets_vgg106"
+    text = str(info)
+    assert "1,210,948" in text and "seed 003" in text
+    assert cifarnets.model_info("vgg16").std == (0.2470, 0.2435, 0.2616)  # seed 004's true std
+
+
+def test_user_registered_model(clean_registry):
+    @cifarnets.register_model
+    def tiny_user_net(pretrained=False, num_classes=10, in_chans=3, **kwargs):
+        return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * 32 * 32, num_classes))
+
+    assert cifarnets.is_model("tiny_user_net")
+    model = cifarnets.create("tiny_user_net", num_classes=4)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    assert model.pretrained_cfg["architecture"] == "tiny_user_net"
+    assert cifarnets.model_info("tiny_user_net").family == "user"
+    assert timm.create_model("cifarnets_tiny_user_net", num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(ValueError, match="already registered"):
+        cifarnets.register_model(tiny_user_net)
+
+
+def test_timm_bridge_creates_every_model_without_shadowing_timm():
+    bridged = timm.list_models("cifarnets_*")
+    assert sorted(bridged) == sorted("cifarnets_" + n for n in cifarnets.list_models())
+    model = timm.create_model("cifarnets_vgg38", num_classes=10, bn=True, rc=True)
+    assert type(model).__name__ == "CourseworkVGG" and model.num_classes == 10 and model.bn and model.rc
+    cfg = timm.models.get_pretrained_cfg("cifarnets_vgg38")
+    assert cfg.input_size == (3, 32, 32) and cfg.mean == (0.4914, 0.4822, 0.4465) and cfg.num_classes == 100
+    assert timm.data.resolve_data_config(model=model)["input_size"] == (3, 32, 32)
+    with torch.device("meta"):
+        assert type(timm.create_model("resnet18")).__module__ == "timm.models.resnet"
+        assert type(timm.create_model("vgg16")).__module__ == "timm.models.vgg"
+    with pytest.raises(NotImplementedError):
+        timm.create_model("cifarnets_resnet20", pretrained=True)
+
+
+def test_readme_and_docs_model_tables_are_generated_from_the_registry():
+    """The catalogue cannot drift: regenerate with `python docs/generate.py`."""
+    table = cifarnets.registry.model_table()
+    for path in [ROOT / "README.md", ROOT / "docs" / "models.md"]:
+        text = path.read_text()
+        block = re.search(r"<!-- model-table:start -->\n(.*?)\n<!-- model-table:end -->", text, re.S)
+        assert block, f"{path} lacks the generated model table markers"
+        assert block.group(1) == table, f"{path} is stale: run `python docs/generate.py`"
