@@ -1,0 +1,73 @@
+"""Data sets, splits, normalisation presets and a fast device-side input pipeline (SPEC §2).
+
+The seed reports train on CIFAR-10 (seeds 000, 004) and CIFAR-100 (seeds 001-003) with
+random-crop + flip augmentation, per-channel normalisation and, for some, a held-out
+validation split. This package loads those data sets (plus Fashion-MNIST, available offline,
+and an in-memory SYNTHETIC set for runs without any download) as uint8 tensors, and serves
+them with `DeviceLoader`, which augments whole batches on the training device.
+
+Example:
+    >>> from cifarnets.data import load_dataset, make_loaders
+    >>> bundle = load_dataset("synthetic", split="4500:500")
+    >>> loaders = make_loaders(bundle, batch_size=100)
+    >>> images, labels = next(iter(loaders.train))
+    >>> tuple(images.shape), len(loaders.train)
+    ((100, 3, 32, 32), 45)
+
+For the real thing: ``load_dataset("cifar10", split="40000:10000", norm="cifar10_seed000",
+download=True)`` (seed 000) or ``load_dataset("cifar100", split="47500:2500")`` (seeds 001-003).
+"""
+
+from .augment import crop_flip, normalize, random_crop_flip, sample_crop_flip
+from .containers import DataBundle, ImageSet
+from .datasets import (
+    DATASETS,
+    FASHION_MNIST_SYSTEM_DIR,
+    DatasetChecksumError,
+    DatasetCorruptError,
+    DatasetDownloadError,
+    DatasetError,
+    DatasetNotFoundError,
+    default_data_dir,
+    load_cifar,
+    load_dataset,
+    load_fashion_mnist,
+)
+from .loader import DeviceLoader, Loaders, make_loaders
+from .normalization import DEFAULT_NORMALIZATION, NORMALIZATION, Normalization, resolve_normalization
+from .splits import DEFAULT_SPLIT, parse_split, split_indices, stratified_sample
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic_images, make_synthetic_splits
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_NORMALIZATION",
+    "DEFAULT_SPLIT",
+    "FASHION_MNIST_SYSTEM_DIR",
+    "NORMALIZATION",
+    "SYNTHETIC_CLASSES",
+    "DataBundle",
+    "DatasetChecksumError",
+    "DatasetCorruptError",
+    "DatasetDownloadError",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "DeviceLoader",
+    "ImageSet",
+    "Loaders",
+    "Normalization",
+    "crop_flip",
+    "default_data_dir",
+    "load_cifar",
+    "load_dataset",
+    "load_fashion_mnist",
+    "make_loaders",
+    "make_synthetic_images",
+    "make_synthetic_splits",
+    "normalize",
+    "parse_split",
+    "random_crop_flip",
+    "resolve_normalization",
+    "sample_crop_flip",
+    "split_indices",
+    "stratified_sample",
+]

@@ -1,0 +1,130 @@
+"""Batched, on-device random crop (zero padding) + horizontal flip, and normalisation.
+
+The reports augment with torchvision's ``RandomCrop(32, padding=4)`` followed by
+``RandomHorizontalFlip()`` (SPEC §2). Per image, that is: pad with zeros, pick a top-left
+corner uniformly in ``{0..2p} x {0..2p}`` of the padded image, cut out the original size,
+and mirror with probability 1/2. Here the same draw is made for a whole batch at once and
+applied with one gather, so a batch on the GPU costs a few kernel launches instead of a
+PIL round trip per image (the idea of airbench's ``CifarLoader``).
+
+tests/test_data_augment.py checks pixel-for-pixel equality with torchvision's functional
+crop/flip for given parameters, and that the parameter distribution matches torchvision's
+transforms.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["sample_crop_flip", "crop_flip", "random_crop_flip", "normalize"]
+
+
+def sample_crop_flip(
+    n: int, *, padding: int, generator: Optional[torch.Generator] = None, flip: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw `n` crop corners and flips: (top, left) int64 in [0, 2*padding], flip bool.
+
+    `top`/`left` index the zero-padded image, exactly as torchvision's
+    ``RandomCrop.get_params`` does. Draws happen on the generator's device (CPU by default).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> top, left, flip = sample_crop_flip(5, padding=4, generator=g)
+        >>> bool(((0 <= top) & (top <= 8)).all()), flip.dtype
+        (True, torch.bool)
+    """
+    if padding < 0:
+        raise ValueError(f"padding must be non-negative; got {padding}.")
+    device = generator.device if generator is not None else torch.device("cpu")
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
+    if flip:
+        flips = torch.rand(n, generator=generator, device=device) < 0.5
+    else:
+        flips = torch.zeros(n, dtype=torch.bool, device=device)
+    return top, left, flips
+
+
+def crop_flip(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, *, padding: int
+) -> torch.Tensor:
+    """Zero-pad each image by `padding`, cut the window at (`top`, `left`), mirror where `flip`.
+
+    `images` is (B, C, H, W) of any dtype (uint8 in the loader, so that padding is the black
+    pixel torchvision pads PIL images with, before normalisation). The parameters are (B,)
+    tensors on the images' device. One gather does crop and flip together: mirroring the
+    crop is reading its columns right to left. Output has the input's shape and dtype.
+
+    Example:
+        >>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+        >>> crop_flip(x, torch.tensor([1]), torch.tensor([1]), torch.tensor([False]), padding=1)[0, 0]
+        tensor([[ 0,  1,  2,  3],
+                [ 4,  5,  6,  7],
+                [ 8,  9, 10, 11],
+                [12, 13, 14, 15]], dtype=torch.uint8)
+    """
+    b, c, h, w = images.shape
+    device = images.device
+    padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
+    rows = top.view(b, 1) + torch.arange(h, device=device)  # (B, H) rows of the padded image
+    cols = left.view(b, 1) + torch.arange(w, device=device)
+    cols = torch.where(flip.view(b, 1), cols.flip(1), cols)
+    batch_idx = torch.arange(b, device=device).view(b, 1, 1, 1)
+    chan_idx = torch.arange(c, device=device).view(1, c, 1, 1)
+    return padded[batch_idx, chan_idx, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+
+
+def random_crop_flip(
+    images: torch.Tensor, *, padding: int = 4, generator: Optional[torch.Generator] = None, flip: bool = True
+) -> torch.Tensor:
+    """``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` for a whole batch at once.
+
+    Example:
+        >>> x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+        >>> random_crop_flip(x, padding=4).shape
+        torch.Size([8, 3, 32, 32])
+    """
+    top, left, flips = sample_crop_flip(images.shape[0], padding=padding, generator=generator, flip=flip)
+    device = images.device
+    return crop_flip(images, top.to(device), left.to(device), flips.to(device), padding=padding)
+
+
+def normalize(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 images -> ``(x / 255 - mean) / std`` as `dtype`, i.e. ``ToTensor()`` + ``Normalize``.
+
+    Computed in float32 as one fused multiply-add (so it can differ from the two-step
+    torchvision result in the last bit, ~1e-7), then cast, so bfloat16/float16 outputs round
+    once rather than at every step.
+
+    Example:
+        >>> x = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
+        >>> round(normalize(x, (0.5,), (0.5,))[0, 0, 0, 0].item(), 6)
+        1.0
+    """
+    scale, shift = _affine(mean, std, images.shape[1], images.device)
+    out = torch.addcmul(shift, images.to(torch.float32), scale)
+    return out if dtype == torch.float32 else out.to(dtype)
+
+
+def _affine(
+    mean: Sequence[float], std: Sequence[float], channels: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), each (1, C, 1, 1) float32, with ``(x / 255 - mean) / std == x * scale + shift``."""
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {channels}-channel images.")
+    if any(not s > 0 for s in std):
+        raise ValueError(f"every std must be positive; got {tuple(std)}.")
+    std_t = torch.tensor(std, dtype=torch.float64)
+    mean_t = torch.tensor(mean, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).to(torch.float32).view(1, channels, 1, 1)
+    shift = (-mean_t / std_t).to(torch.float32).view(1, channels, 1, 1)
+    return scale.to(device), shift.to(device)

@@ -1,0 +1,281 @@
+"""`DeviceLoader`: batches straight from a uint8 data set that lives on the training device.
+
+No worker processes, no PIL, no per-image Python: an epoch is one permutation and one draw of
+crop/flip parameters, made on the CPU from a generator seeded by (seed, epoch) and copied to
+the device once; each batch is then an index, a pad, a gather and a fused normalise on the
+device, with no host synchronisation (the airbench recipe, STYLE.md).
+
+Determinism is the contract the trainer relies on for exact resume (SPEC §2): epoch ``e``'s
+batches depend only on (data, `seed`, ``e``, `rank`, `world_size`, `batch_size`), never on the
+global RNG or on what ran before, so a run resumed at an epoch boundary sees the same batches
+as one that never stopped. Because the draws are made on the CPU, they are also the same on
+CPU and GPU.
+
+Distributed training: every rank draws the same permutation and takes every
+``world_size``-th position of it (as ``DistributedSampler`` does). For training
+(`even_shards`) each rank gets the same number of samples: with ``drop_last=False`` the
+permutation is padded by repeating its first entries; with ``drop_last=True`` its tail is
+dropped. Evaluation loaders shard without padding by default so that no test image is
+counted twice: shards then differ by at most one image (and ranks by at most one batch), so
+sum correct counts after the loop rather than all-reducing per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence, Union
+
+import torch
+
+from ._rng import make_generator
+from .augment import _affine, crop_flip
+from .containers import DataBundle, ImageSet
+
+__all__ = ["DeviceLoader", "Loaders", "make_loaders"]
+
+Device = Union[str, torch.device, None]
+
+
+class DeviceLoader:
+    """Shuffled, augmented, normalised batches of an `ImageSet`, produced on its device.
+
+    Args:
+        data: the split to serve; moved to `device` once, at construction.
+        batch_size: images per batch (per rank).
+        train: training mode: shuffle, augment and `even_shards` default to this.
+        mean, std: per-channel normalisation on the [0, 1] scale (`DataBundle.mean/std`).
+        augment: random crop with `padding` px of zeros + horizontal flip, distributed as
+            torchvision's ``RandomCrop(H, padding)`` + ``RandomHorizontalFlip()``.
+        padding: crop padding in pixels (4 in every seed report).
+        drop_last: drop the last incomplete batch (and, with `even_shards`, the tail of the
+            permutation that does not divide among ranks) instead of keeping it (padding).
+        seed: seed of shuffling and augmentation; combined with the epoch number.
+        device: where batches are made; default the data's device.
+        rank, world_size: this process's shard for DistributedDataParallel.
+        channels_last: yield images in ``torch.channels_last`` memory format.
+        dtype: floating dtype of the yielded images.
+        shuffle: default `train`.
+        even_shards: give every rank the same number of batches (needed when each step
+            all-reduces gradients); default `train`.
+
+    Iterating yields ``(images, labels)``: `dtype` (B, C, H, W) normalised, and int64 (B,),
+    both on `device`. ``set_epoch(e)`` chooses the epoch the next iteration serves; each
+    iteration then advances it by one, so forgetting `set_epoch` does not repeat an epoch.
+
+    Example:
+        >>> from cifarnets.data import load_dataset
+        >>> b = load_dataset("synthetic")
+        >>> loader = DeviceLoader(b.train, 500, train=True, mean=b.mean, std=b.std, seed=0)
+        >>> loader.set_epoch(3)
+        >>> x, y = next(iter(loader))
+        >>> tuple(x.shape), x.dtype, y.dtype, len(loader)
+        ((500, 3, 32, 32), torch.float32, torch.int64, 10)
+    """
+
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        *,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: Optional[bool] = None,
+        padding: int = 4,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: Device = None,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        shuffle: Optional[bool] = None,
+        even_shards: Optional[bool] = None,
+    ) -> None:
+        if not isinstance(data, ImageSet):
+            raise TypeError(f"DeviceLoader serves an ImageSet (e.g. bundle.train); got {type(data).__name__}.")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive; got {batch_size}.")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size; got rank={rank}, world_size={world_size}.")
+        if padding < 0:
+            raise ValueError(f"padding must be non-negative; got {padding}.")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype; got {dtype}.")
+        self.data = data.to(device) if device is not None else data
+        self.device = self.data.device
+        self.batch_size = int(batch_size)
+        self.train = bool(train)
+        self.augment = self.train if augment is None else bool(augment)
+        self.shuffle = self.train if shuffle is None else bool(shuffle)
+        self.even_shards = self.train if even_shards is None else bool(even_shards)
+        self.padding = int(padding)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.channels_last = bool(channels_last)
+        self.dtype = dtype
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._scale, self._shift = _affine(self.mean, self.std, self.data.images.shape[1], self.device)
+        self.epoch = 0
+        if self.num_samples == 0 or len(self) == 0:
+            raise ValueError(
+                f"{len(self.data)} images with batch_size={batch_size}, world_size={world_size} and "
+                f"drop_last={drop_last} leave rank {rank} no batch; lower batch_size or set drop_last=False."
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceLoader(n={len(self.data)}, batch_size={self.batch_size}, batches={len(self)}, train={self.train}, "
+            f"augment={self.augment}, device={self.device}, rank={self.rank}/{self.world_size}, epoch={self.epoch})"
+        )
+
+    # ---- sizes -------------------------------------------------------------------------
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank serves per epoch (padding repeats included)."""
+        n, ws = len(self.data), self.world_size
+        if not self.even_shards:
+            return len(range(self.rank, n, ws))
+        return n // ws if self.drop_last else math.ceil(n / ws)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    # ---- epochs ------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve epoch `epoch` on the next iteration (call before each epoch, as with DistributedSampler)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be non-negative; got {epoch}.")
+        self.epoch = int(epoch)
+
+    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """This rank's sample order for `epoch` and its crop/flip parameters, on the CPU.
+
+        Returns ``(indices int64 (num_samples,), params int64 (num_samples, 3) or None)``,
+        the columns of `params` being (top, left, flip). For inspection and tests; iteration
+        uses the same plan.
+        """
+        n, ws = len(self.data), self.world_size
+        gen = make_generator(self.seed, "epoch", epoch)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        if self.even_shards and ws > 1:
+            if self.drop_last:
+                order = order[: (n // ws) * ws]
+            elif n % ws:
+                repeats = math.ceil((ws - n % ws) / n)
+                order = torch.cat([order] + [order] * repeats)[: math.ceil(n / ws) * ws]
+        params = None
+        if self.augment:
+            # Drawn for every position of the global order, then sharded like the order, so
+            # that the ranks together see exactly the single-process epoch.
+            size = (order.numel(),)
+            top = torch.randint(0, 2 * self.padding + 1, size, generator=gen)
+            left = torch.randint(0, 2 * self.padding + 1, size, generator=gen)
+            flip = torch.randint(0, 2, size, generator=gen)
+            params = torch.stack([top, left, flip], dim=1)[self.rank :: ws]
+        return order[self.rank :: ws], params
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch
+        self.epoch = epoch + 1
+        return self.batches(epoch)
+
+    def batches(self, epoch: Optional[int] = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `epoch` (default: the current one, without advancing it), from batch `start`.
+
+        Example:
+            >>> import torch
+            >>> s = ImageSet(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), torch.arange(10))
+            >>> loader = DeviceLoader(s, 4, train=True, mean=(0.0,), std=(1.0,))
+            >>> [len(y) for _, y in loader.batches(epoch=5, start=1)]  # batches 1 and 2 of epoch 5
+            [4, 2]
+        """
+        epoch = self.epoch if epoch is None else int(epoch)
+        indices, params = self.epoch_plan(epoch)
+        # One host-to-device copy per epoch, from pinned memory so it does not block the host;
+        # every per-batch slice below is a view on the device.
+        if self.device.type == "cuda":
+            indices = indices.pin_memory()
+            params = params.pin_memory() if params is not None else None
+        indices = indices.to(self.device, non_blocking=True)
+        if params is not None:
+            params = params.to(self.device, non_blocking=True)
+        for b in range(start, len(self)):
+            lo = b * self.batch_size
+            idx = indices[lo : lo + self.batch_size]
+            images = self.data.images.index_select(0, idx)
+            labels = self.data.labels.index_select(0, idx)
+            if params is not None:
+                p = params[lo : lo + self.batch_size]
+                images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=self.padding)
+            yield self._normalize(images), labels
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        out = torch.addcmul(self._shift, images.to(torch.float32), self._scale)
+        if self.channels_last:
+            return out.to(dtype=self.dtype, memory_format=torch.channels_last)
+        return out if self.dtype == torch.float32 else out.to(self.dtype)
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """The train, val (None without a val split) and test loaders of a `DataBundle`."""
+
+    train: DeviceLoader
+    val: Optional[DeviceLoader]
+    test: DeviceLoader
+
+
+def make_loaders(
+    bundle: DataBundle,
+    batch_size: int,
+    *,
+    eval_batch_size: Optional[int] = None,
+    device: Device = None,
+    augment: bool = True,
+    padding: int = 4,
+    seed: int = 0,
+    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Loaders:
+    """Train/val/test `DeviceLoader`s for a bundle, normalised with the bundle's mean/std.
+
+    The train loader shuffles and (with `augment`) crops and flips; val and test are served
+    in order, unaugmented, in batches of `eval_batch_size` (default ``2 * batch_size``: no
+    gradients, so twice the batch fits).
+
+    Example:
+        >>> from cifarnets.data import load_dataset
+        >>> loaders = make_loaders(load_dataset("synthetic", split="4000:1000"), 128)
+        >>> len(loaders.train), len(loaders.val), len(loaders.test)
+        (32, 4, 4)
+    """
+    eval_bs = eval_batch_size if eval_batch_size is not None else 2 * batch_size
+    common = dict(
+        mean=bundle.mean,
+        std=bundle.std,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        channels_last=channels_last,
+        dtype=dtype,
+        padding=padding,
+    )
+    train = DeviceLoader(
+        bundle.train, batch_size, train=True, augment=augment, seed=seed, drop_last=drop_last, **common
+    )
+    val = DeviceLoader(bundle.val, eval_bs, train=False, **common) if bundle.val is not None else None
+    test = DeviceLoader(bundle.test, eval_bs, train=False, **common)
+    return Loaders(train, val, test)
