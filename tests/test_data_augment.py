@@ -12,9 +12,9 @@ import pytest
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
+from data_helpers import chi2_sf
 
 from cifarnets.data import DeviceLoader, ImageSet, crop_flip, normalize, random_crop_flip, sample_crop_flip
-from data_helpers import chi2_sf
 
 
 @pytest.mark.parametrize("padding, height, width", [(4, 32, 32), (2, 32, 32), (0, 32, 32), (4, 24, 40)])

@@ -13,6 +13,7 @@ import shutil
 import pytest
 import torch
 import torchvision
+from data_helpers import make_tar_gz, md5, no_proxy, patch_checksums, serve_directory, write_cifar10, write_cifar100
 
 from cifarnets.data import (
     DatasetChecksumError,
@@ -23,7 +24,6 @@ from cifarnets.data import (
     load_cifar,
     load_dataset,
 )
-from data_helpers import make_tar_gz, md5, no_proxy, patch_checksums, serve_directory, write_cifar10, write_cifar100
 
 CIFAR10 = torchvision.datasets.CIFAR10
 CIFAR100 = torchvision.datasets.CIFAR100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from data_helpers import pixel_moments, write_idx
 
 from cifarnets.data import (
     FASHION_MNIST_SYSTEM_DIR,
@@ -14,7 +15,6 @@ from cifarnets.data import (
     load_dataset,
     load_fashion_mnist,
 )
-from data_helpers import pixel_moments, write_idx
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from data_helpers import pixel_moments
 
 from cifarnets.data import NORMALIZATION, SYNTHETIC_CLASSES, load_dataset, make_loaders, make_synthetic_images
-from data_helpers import pixel_moments
 
 
 def _digest(t: torch.Tensor) -> str:

@@ -23,7 +23,15 @@ HISTORY_SCHEMA = 1
 
 @dataclass
 class EpochRecord:
-    """One epoch of a run. ``val_*`` are ``None`` when the run has no validation split."""
+    """One epoch of a run. ``val_*`` are ``None`` when the run has no validation split.
+
+    ``train_loss`` is the loss the optimiser minimised (with label smoothing, if any),
+    averaged over the epoch's training batches as the weights changed; ``val_loss`` is plain
+    cross-entropy. ``lr`` is the learning rate of the epoch's first step. ``epoch_seconds``
+    is the wall time of the epoch's training and validation (checkpoint writing excluded),
+    ``train_seconds``/``eval_seconds`` its two parts, and ``images_per_second`` the
+    training throughput (training images of all ranks / ``train_seconds``).
+    """
 
     epoch: int
     train_loss: float
@@ -34,6 +42,8 @@ class EpochRecord:
     epoch_seconds: float = math.nan
     images_per_second: float = math.nan
     grad_flow: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = math.nan
+    eval_seconds: float = math.nan
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EpochRecord":
@@ -56,6 +66,7 @@ class History:
         test: metrics of the best checkpoint on the test set, once evaluated
             (``{"loss": ..., "acc": ...}``).
         label: short name for legends; defaults to the model and its flags.
+        dataset: the data set trained on (``"cifar100"``, ``"synthetic"``, ...).
 
     Example:
         >>> h = History(model="vgg08", params=59716)
@@ -72,6 +83,7 @@ class History:
     best_epoch: Optional[int] = None
     test: Optional[dict[str, float]] = None
     label: str = ""
+    dataset: str = ""
 
     @property
     def name(self) -> str:
