@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 from timm.layers import get_norm_layer as _timm_get_norm_layer
 
-__all__ = ["DetachedBatchNorm2d", "NormLayer", "get_norm_layer", "register_norm_layer", "list_norm_layers"]
+__all__ = [
+    "DetachedBatchNorm2d", "NormLayer", "create_norm", "get_norm_layer", "list_norm_layers", "register_norm_layer",
+]
 
 NormLayer = Union[str, Callable[[int], nn.Module], None]
 
@@ -94,6 +96,11 @@ class DetachedBatchNorm2d(nn.BatchNorm2d):
         running_mean = self.running_mean if self.training and self.track_running_stats else None
         running_var = self.running_var if self.training and self.track_running_stats else None
         return _DetachedBatchNormFn.apply(x, self.weight, self.bias, running_mean, running_var, momentum, self.eps)
+
+
+def create_norm(norm_layer: Optional[Callable[[int], nn.Module]], channels: int) -> nn.Module:
+    """`norm_layer(channels)`, or an identity where the network has no normalisation."""
+    return norm_layer(channels) if norm_layer is not None else nn.Identity()
 
 
 _NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {

@@ -22,8 +22,8 @@ _M = TypeVar("_M", bound=nn.Module)
 
 def valid_kwargs(model_cls: type) -> list[str]:
     """Keyword arguments `model_cls` accepts (its ``__init__`` parameters)."""
-    params = inspect.signature(model_cls.__init__).parameters
-    return [n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    params = inspect.signature(model_cls).parameters
+    return [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def build_model(
@@ -74,8 +74,8 @@ def attach_cfg(model: nn.Module, variant: str, cfg: ModelCfg) -> nn.Module:
     if in_chans != len(mean):
         # Published statistics are per RGB channel; for other inputs use their average.
         mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
-    model.model_name = variant
-    model.pretrained_cfg = {
+    setattr(model, "model_name", variant)  # plain attributes, set on any nn.Module
+    setattr(model, "pretrained_cfg", {
         "architecture": variant,
         "source": cfg.source,
         "dataset": cfg.dataset,
@@ -90,6 +90,6 @@ def attach_cfg(model: nn.Module, variant: str, cfg: ModelCfg) -> nn.Module:
         "first_conv": cfg.first_conv,
         "classifier": cfg.classifier,
         "notes": cfg.notes,
-    }
-    model.default_cfg = model.pretrained_cfg  # the older timm name, still read by some tools
+    })
+    setattr(model, "default_cfg", model.pretrained_cfg)  # the older timm name, still read by some tools
     return model

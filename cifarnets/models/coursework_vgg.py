@@ -40,6 +40,7 @@ from ..layers import (
     ClassifierHead,
     NormLayer,
     check_input,
+    create_norm,
     create_shortcut,
     get_act_layer,
     get_norm_layer,
@@ -73,10 +74,6 @@ def _conv3x3(in_chs: int, out_chs: int, bias: bool) -> nn.Conv2d:
     return nn.Conv2d(in_chs, out_chs, kernel_size=3, padding=1, bias=bias)
 
 
-def _norm_or_identity(norm_layer: Optional[Callable[[int], nn.Module]], chs: int) -> nn.Module:
-    return norm_layer(chs) if norm_layer is not None else nn.Identity()
-
-
 class ProcessingBlock(nn.Module):
     """conv → [BN] → act → conv → [BN] → (+ x) → act, at constant width and size."""
 
@@ -89,10 +86,10 @@ class ProcessingBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(width, width, bias=False)
-        self.norm1 = _norm_or_identity(norm_layer, width)
+        self.norm1 = create_norm(norm_layer, width)
         self.act1 = act_layer()
         self.conv2 = _conv3x3(width, width, bias=False)
-        self.norm2 = _norm_or_identity(norm_layer, width)
+        self.norm2 = create_norm(norm_layer, width)
         self.act2 = act_layer()
         self.residual = residual
 
@@ -119,11 +116,11 @@ class ReductionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(width, width, bias=True)
-        self.norm1 = _norm_or_identity(norm_layer, width)
+        self.norm1 = create_norm(norm_layer, width)
         self.act1 = act_layer()
         self.pool = nn.AvgPool2d(2)
         self.conv2 = _conv3x3(width, width, bias=True)
-        self.norm2 = _norm_or_identity(norm_layer, width)
+        self.norm2 = create_norm(norm_layer, width)
         self.shortcut = create_shortcut(shortcut, width, width, stride=2, norm_layer=norm_layer)
         self.act2 = act_layer()
 
@@ -209,7 +206,7 @@ class CourseworkVGG(CifarNet):
 
         self.stem = nn.Sequential(OrderedDict(
             conv=_conv3x3(in_chans, width, bias=False),
-            norm=_norm_or_identity(norm, width),
+            norm=create_norm(norm, width),
             act=act_layer(),
         ))
         stages = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import torch
 import torch.fx
@@ -30,6 +30,7 @@ from ..layers import (
     ClassifierHead,
     NormLayer,
     check_input,
+    create_norm,
     create_shortcut,
     get_act_layer,
     get_norm_layer,
@@ -79,11 +80,12 @@ class BasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(in_chs, out_chs, stride)
-        self.norm1 = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
+        self.norm1 = create_norm(norm_layer, out_chs)
         self.act1 = act_layer()
         self.conv2 = _conv3x3(out_chs, out_chs)
-        self.norm2 = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
-        self.shortcut = create_shortcut(shortcut, in_chs, out_chs, stride, norm_layer)
+        self.norm2 = create_norm(norm_layer, out_chs)
+        # "zeropad" and "projection" always give a module: a ResNet block always has its skip.
+        self.shortcut = cast(nn.Module, create_shortcut(shortcut, in_chs, out_chs, stride, norm_layer))
         self.act2 = act_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +143,7 @@ class CifarResNet(CifarNet):
 
         self.stem = nn.Sequential(OrderedDict(
             conv=_conv3x3(in_chans, arch.stem_width),
-            norm=norm(arch.stem_width) if norm is not None else nn.Identity(),
+            norm=create_norm(norm, arch.stem_width),
             act=act_layer(),
         ))
         stages = []
