@@ -12,10 +12,11 @@ import sys
 from typing import Optional, Sequence
 
 from . import models as _models_cmds
+from . import structure as _structure_cmds
 
 __all__ = ["main", "build_parser"]
 
-_COMMAND_MODULES = [_models_cmds]
+_COMMAND_MODULES = [_models_cmds, _structure_cmds]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,174 @@
+"""``cifarnets gradflow`` and ``cifarnets plot``: the reports' gradient-flow and training figures.
+
+    cifarnets gradflow vgg38 --out vgg38.png               # one network at initialisation
+    cifarnets gradflow --compare --out comparison.png      # VGG08, VGG38, VGG38 BN / RC / BN+RC
+    cifarnets gradflow vgg68 --compare --act sigmoid --out sig.png
+    cifarnets plot runs/vgg08 runs/vgg38 --out figures/   # curves, gradient flow, results table
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ._common import add_model_arguments, model_kwargs
+
+__all__ = ["register"]
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the ``gradflow`` and ``plot`` subcommands to `sub`."""
+    p = sub.add_parser(
+        "gradflow", help="gradient flow of a network at initialisation (seeds 001-003 Figs. 2, 3, 5)",
+        description="Mean |dL/dW| of every conv and linear layer after one forward/backward pass on a batch of "
+                    "random N(0,1) images with random labels, drawn layer by layer on a log axis. With --compare, "
+                    "several configurations built under the same seed share one picture: by default VGG08, VGG38, "
+                    "VGG38 BN, VGG38 RC and VGG38 BN+RC, the comparison of the reports; with a MODEL, that model "
+                    "plain and with --bn, --rc and both.",
+    )
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="registered model name (optional with --compare: default the reports' VGG08/VGG38 set)")
+    p.add_argument("--compare", action="store_true",
+                   help="compare the model plain, with BN, with RC and with both (and VGG08 for vgg38)")
+    p.add_argument("--out", "-o", required=True, type=Path, metavar="PNG", help="picture to write")
+    p.add_argument("--batch-size", type=int, default=64, help="images in the batch (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch (default 0)")
+    p.add_argument("--eval-mode", action="store_true",
+                   help="measure in eval mode (BN uses running statistics); default train mode, as in training")
+    p.add_argument("--align", choices=("depth", "index"), default="depth",
+                   help="--compare: align networks of different depth by relative depth or layer index")
+    p.add_argument("--device", default="cpu", help="device to run on (default cpu)")
+    add_model_arguments(p, with_name=False)
+    p.set_defaults(handler=_gradflow)
+
+    p = sub.add_parser(
+        "plot", help="training curves, gradient flow and results table of runs",
+        description="For the given run folders (written by `cifarnets train`): curves.png (loss and accuracy, "
+                    "train dotted, validation solid), per run <run>/gradient_flow.png and "
+                    "<run>/gradient_flow_heatmap.png, and results.md / results.csv.",
+    )
+    p.add_argument("runs", metavar="RUN_DIR", nargs="+", type=Path, help="run folders with history.json")
+    p.add_argument("--out", "-o", required=True, type=Path, metavar="DIR", help="folder for the pictures and tables")
+    p.add_argument("--title", default=None, help="title of the curves figure")
+    p.set_defaults(handler=_plot)
+
+
+# ---------------------------------------------------------------- gradflow
+
+def _compare_specs(model: str | None, kwargs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    from ..registry import model_info
+
+    if "bn" in kwargs or "rc" in kwargs:
+        raise ValueError("--compare sets --bn and --rc itself (plain, bn, rc, bn+rc); drop them from the command")
+    base = model or "vgg38"
+    keywords = model_info(base).keywords
+    if not {"bn", "rc"} <= set(keywords):
+        raise ValueError(f"--compare varies bn and rc, which {base} does not take (its keywords: "
+                         f"{', '.join(keywords)}); use a coursework VGG such as vgg38, or drop --compare")
+    specs = [("vgg08", dict(kwargs))] if base == "vgg38" else []
+    # Explicit False: models such as vgg68 are published with bn and rc on.
+    for bn, rc in ((False, False), (True, False), (False, True), (True, True)):
+        specs.append((base, {**kwargs, "bn": bn, "rc": rc}))
+    return specs
+
+
+def _merged_layers(flows: list[Any]) -> list[str]:
+    """All layer names in network order: the deepest network's, others' extras slotted in."""
+    ordered = sorted(flows, key=len, reverse=True)
+    names = list(ordered[0].layers)
+    for flow in ordered[1:]:
+        previous = -1
+        for name in flow.layers:
+            if name in names:
+                previous = names.index(name)
+            else:
+                previous += 1
+                names.insert(previous, name)
+    return names
+
+
+def _format_value(value: float) -> str:
+    return "no grad" if math.isnan(value) else f"{value:.2e}"
+
+
+def _comparison_table(flows: dict[str, Any]) -> str:
+    labels = list(flows)
+    names = _merged_layers(list(flows.values()))
+    values = {label: flow.to_dict() for label, flow in flows.items()}
+    name_width = max(len("layer"), *(len(n) for n in names))
+    widths = [max(9, len(label)) for label in labels]
+    lines = ["mean |grad| per layer (– : the network has no such layer)",
+             f"{'layer':<{name_width}}  " + "  ".join(f"{lab:>{w}}" for lab, w in zip(labels, widths))]
+    for name in names:
+        cells = [(_format_value(values[lab][name]) if name in values[lab] else "–") for lab in labels]
+        lines.append(f"{name:<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    losses = [f"{flows[lab].loss:>{w}.4f}" for lab, w in zip(labels, widths)]
+    lines.append(f"{'loss':<{name_width}}  " + "  ".join(losses))
+    return "\n".join(lines)
+
+
+def _gradflow(args: argparse.Namespace) -> int:
+    from .. import plots
+    from ..analysis.gradient_flow import compare_gradient_flow
+
+    kwargs = model_kwargs(args)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.compare:
+        specs = _compare_specs(args.model, kwargs)
+    elif args.model is None:
+        raise ValueError("give a MODEL (e.g. vgg38), or --compare for the reports' VGG08/VGG38 comparison")
+    else:
+        specs = [(args.model, kwargs)]
+    flows = compare_gradient_flow(specs, seed=args.seed, device=args.device, train=not args.eval_mode,
+                                  batch_size=args.batch_size)
+    if args.compare:
+        path = plots.gradient_flow_comparison(flows, args.out, align=args.align)
+        print(_comparison_table(flows))
+    else:
+        flow = next(iter(flows.values()))
+        path = plots.gradient_flow(flow, args.out)
+        print(flow)
+    print(f"\nwrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- plot
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_") or "run"
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .. import plots
+    from ..analysis.results import results_table
+    from ..train.history import History
+
+    histories = [History.load(run) for run in args.runs]
+    out: Path = args.out
+    written = [plots.curves(histories, out / "curves.png", title=args.title)]
+    skipped = []
+    used: set[str] = set()
+    for run, history in zip(args.runs, histories):
+        # The folder name identifies a run even when two runs train the same model.
+        slug = _slug(run.resolve().name)
+        while slug in used:
+            slug += "_"
+        used.add(slug)
+        if not history.grad_flow_layers():
+            skipped.append(f"{run}: no gradient flow recorded (train with grad_flow on)")
+            continue
+        written.append(plots.gradient_flow(history, out / slug / "gradient_flow.png"))
+        written.append(plots.gradient_flow_heatmap(history, out / slug / "gradient_flow_heatmap.png"))
+    table = results_table(histories)
+    written += [table.save(out / "results.md"), table.save(out / "results.csv")]
+    print(table.to_markdown())
+    print()
+    for path in written:
+        print(f"wrote {path}")
+    for note in skipped:
+        print(f"skipped {note}")
+    return 0

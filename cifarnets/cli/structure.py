@@ -1,0 +1,60 @@
+"""``cifarnets rf`` and ``cifarnets summary``: a network's structure, without training it."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..analysis.receptive_field import receptive_field
+from ..analysis.summary import summary
+from ..registry import create
+from ._common import add_model_arguments, model_kwargs
+
+__all__ = ["register"]
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "rf", help="receptive field of every layer",
+        description="Receptive field, jump and centre after every spatial layer, traced from the module graph "
+                    "(seed 004 §4, corrected as in SPEC §3).",
+    )
+    add_model_arguments(p)
+    p.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"))
+    p.add_argument("--features", action="store_true", help="trace forward_features only (the conv trunk)")
+    p.add_argument("--hull", action="store_true",
+                   help="where misaligned paths merge, take the hull of their windows instead of failing")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(handler=_rf)
+
+    p = sub.add_parser(
+        "summary", help="per-layer output shape, parameters and MACs",
+        description="Per-layer output shape, parameters and multiply-accumulates for one image, counted with "
+                    "torch.utils.flop_counter.",
+    )
+    add_model_arguments(p)
+    p.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"))
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(handler=_summary)
+
+
+def _meta_model(args: argparse.Namespace) -> torch.nn.Module:
+    # Structure only: the meta device allocates and initialises nothing, even for VGG-16.
+    with torch.device("meta"):
+        return create(args.model, **model_kwargs(args))
+
+
+def _rf(args: argparse.Namespace) -> int:
+    model = _meta_model(args)
+    table = receptive_field(model, (model.in_chans, *args.input_size),
+                            method="forward_features" if args.features else "forward", strict=not args.hull)
+    print(table.to_markdown() if args.markdown else table)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    model = _meta_model(args)
+    result = summary(model, (model.in_chans, *args.input_size))
+    print(result.to_markdown() if args.markdown else result)
+    return 0
