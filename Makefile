@@ -26,13 +26,14 @@ demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 
 test: $(VENV)/.installed fashion-mnist
-	$(PY) -m pytest -q
+	CIFARNETS_REQUIRE_FASHION_MNIST=1 $(PY) -m pytest -q -n 2
 
 docs: $(VENV)/.installed
 	$(PY) docs/generate.py
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/models.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

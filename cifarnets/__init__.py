@@ -14,6 +14,18 @@ from .registry import ModelInfo, count_params, create, is_model, list_models, mo
 
 __version__ = "0.1.0"
 
+# The tools import matplotlib, tqdm and the data sets; load them on first use so that
+# `import cifarnets` stays as light as the models need.
+_LAZY_SUBMODULES = ("analysis", "data", "plots", "train")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "DetachedBatchNorm2d", "ModelCfg", "ModelInfo", "__version__", "count_params", "create", "get_act_layer",
     "get_norm_layer", "is_model", "list_models", "model_info", "register_model", "register_norm_layer",

@@ -211,3 +211,22 @@ def pixel_moments(images: torch.Tensor) -> tuple[float, float]:
     mean = (counts * values).sum() / n
     var = (counts * (values - mean) ** 2).sum() / (n - 1)
     return mean.item(), var.sqrt().item()
+
+
+def needs_fashion_mnist():
+    """Mark for tests that read Debian's real Fashion-MNIST files.
+
+    They skip where the package is absent, except under ``make test`` (and so CI), which
+    installs it and sets ``CIFARNETS_REQUIRE_FASHION_MNIST=1``: there a missing data set fails.
+    """
+    import os
+
+    import pytest
+
+    from cifarnets.data import FASHION_MNIST_SYSTEM_DIR
+
+    missing = not FASHION_MNIST_SYSTEM_DIR.is_dir()
+    if missing and os.environ.get("CIFARNETS_REQUIRE_FASHION_MNIST") == "1":
+        raise RuntimeError(f"{FASHION_MNIST_SYSTEM_DIR} is missing: apt-get install dataset-fashion-mnist")
+    return pytest.mark.skipif(
+        missing, reason=f"{FASHION_MNIST_SYSTEM_DIR} absent (apt-get install dataset-fashion-mnist)")

@@ -1,4 +1,4 @@
-"""Effective receptive field (Luo et al. 2016), cifarnets.analysis.erf."""
+"""Effective receptive field (Luo et al. 2016), cifarnets.analysis.effective_receptive_field."""
 
 from __future__ import annotations
 
@@ -10,17 +10,8 @@ import torch
 import torch.nn as nn
 
 import cifarnets
-import cifarnets.analysis.erf as erf_module
-from cifarnets.analysis.erf import ErfResult, effective_receptive_field
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small CPU batches: a second OpenMP thread only adds contention on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+import cifarnets.analysis._erf as erf_module
+from cifarnets.analysis._erf import ErfResult, effective_receptive_field
 
 
 def _ones_stack(depth: int, k: int = 3) -> nn.Sequential:
@@ -50,7 +41,7 @@ def test_gradient_mass_lies_inside_the_theoretical_field(name):
     erf = effective_receptive_field(model, torch.randn(4, 3, 32, 32))
     assert erf.map.shape == (32, 32) and erf.map.dtype == np.float64
     assert erf.mass_inside_rf == pytest.approx(1.0)
-    assert erf.rf == cifarnets.analysis.receptive_field.receptive_field(model, method="forward_features").rf
+    assert erf.rf == cifarnets.analysis.receptive_field(model, method="forward_features").rf
     sides = [erf.side(s) for s in (0.25, 0.5, 0.9, 0.95, 1.0)]
     assert sides == sorted(sides) and sides[-1] <= max(erf.rf, 2 * 32)
     assert 0.0 < erf.ratio(0.5) <= 1.0

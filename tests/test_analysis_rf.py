@@ -1,4 +1,4 @@
-"""Receptive fields traced with torch.fx (cifarnets.analysis.receptive_field).
+"""Receptive fields traced with torch.fx (cifarnets.analysis._receptive_field).
 
 Three kinds of evidence:
 * published/corrected values (SPEC §3, seed 004 §4) on reference nets written here and on
@@ -21,8 +21,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cifarnets
-import cifarnets.analysis.receptive_field as rf_module
-from cifarnets.analysis.receptive_field import (
+import cifarnets.analysis._receptive_field as rf_module
+from cifarnets.analysis._receptive_field import (
     SEED004_ALEXNET_CORRECT,
     SEED004_ALEXNET_REPORTED,
     SEED004_VGG16_CORRECT,
@@ -33,17 +33,6 @@ from cifarnets.analysis.receptive_field import (
     receptive_field,
     seed004_correction_tables,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These are many tiny convolutions: on a shared 2-core box OpenMP's second thread costs
-    # more than it gives. Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # --------------------------------------------------------------------------------------
 # Reference nets (SPEC §1b), written here so the tests do not depend on the zoo's code

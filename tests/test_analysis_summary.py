@@ -1,4 +1,4 @@
-"""Per-layer summary (cifarnets.analysis.summary): shapes, parameters, MACs.
+"""Per-layer summary (cifarnets.analysis._summary): shapes, parameters, MACs.
 
 Anchors:
 * chenyaofo/pytorch-cifar-models, README "Model Zoo / CIFAR-10" table, column "#MAdds(M)":
@@ -22,17 +22,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import cifarnets
-import cifarnets.analysis.summary as summary_module
-from cifarnets.analysis.summary import ModelSummary, summary
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Batch-1 CPU forwards: a second OpenMP thread only adds contention on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+import cifarnets.analysis._summary as summary_module
+from cifarnets.analysis._summary import ModelSummary, summary
 
 
 def _resnet_option_a_macs(n: int) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_helpers import pixel_moments, write_idx
+from data_helpers import needs_fashion_mnist, pixel_moments, write_idx
 
 from cifarnets.data import (
-    FASHION_MNIST_SYSTEM_DIR,
     NORMALIZATION,
     DatasetCorruptError,
     DatasetNotFoundError,
@@ -18,10 +17,7 @@ from cifarnets.data import (
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-real_files = pytest.mark.skipif(
-    not FASHION_MNIST_SYSTEM_DIR.is_dir(),
-    reason=f"{FASHION_MNIST_SYSTEM_DIR} absent (apt-get install dataset-fashion-mnist)",
-)
+real_files = needs_fashion_mnist()
 
 
 @pytest.fixture(scope="module")

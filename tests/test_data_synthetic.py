@@ -54,17 +54,7 @@ def test_synthetic_preset_is_the_default_sets_statistics():
         assert std == pytest.approx(preset.std[c], abs=5e-5)
 
 
-@pytest.fixture
-def one_thread():
-    # On a shared 2-core machine, two OpenMP threads competing with other processes can be
-    # ten times slower than one; this test is about learnability, not speed.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_a_tiny_cnn_learns_it_in_one_short_epoch(one_thread):
+def test_a_tiny_cnn_learns_it_in_one_short_epoch():
     torch.manual_seed(0)
     bundle = load_dataset("synthetic")
     loaders = make_loaders(bundle, 64, eval_batch_size=500, augment=False)

@@ -11,12 +11,14 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from . import analysis as _analysis_cmds
 from . import models as _models_cmds
 from . import structure as _structure_cmds
+from . import train as _train_cmds
 
 __all__ = ["main", "build_parser"]
 
-_COMMAND_MODULES = [_models_cmds, _structure_cmds]
+_COMMAND_MODULES = [_models_cmds, _train_cmds, _structure_cmds, _analysis_cmds]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose + 1, 2), format="%(message)s", stream=sys.stderr
+        level=logging.WARNING - 10 * min(args.verbose, 2), format="%(message)s", stream=sys.stderr
     )
     try:
         return int(args.handler(args) or 0)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -75,44 +74,9 @@ def _compare_specs(model: str | None, kwargs: dict[str, Any]) -> list[tuple[str,
     return specs
 
 
-def _merged_layers(flows: list[Any]) -> list[str]:
-    """All layer names in network order: the deepest network's, others' extras slotted in."""
-    ordered = sorted(flows, key=len, reverse=True)
-    names = list(ordered[0].layers)
-    for flow in ordered[1:]:
-        previous = -1
-        for name in flow.layers:
-            if name in names:
-                previous = names.index(name)
-            else:
-                previous += 1
-                names.insert(previous, name)
-    return names
-
-
-def _format_value(value: float) -> str:
-    return "no grad" if math.isnan(value) else f"{value:.2e}"
-
-
-def _comparison_table(flows: dict[str, Any]) -> str:
-    labels = list(flows)
-    names = _merged_layers(list(flows.values()))
-    values = {label: flow.to_dict() for label, flow in flows.items()}
-    name_width = max(len("layer"), *(len(n) for n in names))
-    widths = [max(9, len(label)) for label in labels]
-    lines = ["mean |grad| per layer (– : the network has no such layer)",
-             f"{'layer':<{name_width}}  " + "  ".join(f"{lab:>{w}}" for lab, w in zip(labels, widths))]
-    for name in names:
-        cells = [(_format_value(values[lab][name]) if name in values[lab] else "–") for lab in labels]
-        lines.append(f"{name:<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
-    losses = [f"{flows[lab].loss:>{w}.4f}" for lab, w in zip(labels, widths)]
-    lines.append(f"{'loss':<{name_width}}  " + "  ".join(losses))
-    return "\n".join(lines)
-
-
 def _gradflow(args: argparse.Namespace) -> int:
     from .. import plots
-    from ..analysis.gradient_flow import compare_gradient_flow
+    from ..analysis import compare_gradient_flow, comparison_table
 
     kwargs = model_kwargs(args)
     if args.batch_size < 1:
@@ -127,7 +91,7 @@ def _gradflow(args: argparse.Namespace) -> int:
                                   batch_size=args.batch_size)
     if args.compare:
         path = plots.gradient_flow_comparison(flows, args.out, align=args.align)
-        print(_comparison_table(flows))
+        print(comparison_table(flows))
     else:
         flow = next(iter(flows.values()))
         path = plots.gradient_flow(flow, args.out)
@@ -144,7 +108,7 @@ def _slug(name: str) -> str:
 
 def _plot(args: argparse.Namespace) -> int:
     from .. import plots
-    from ..analysis.results import results_table
+    from ..analysis import results_table
     from ..train.history import History
 
     histories = [History.load(run) for run in args.runs]

@@ -6,8 +6,7 @@ import argparse
 
 import torch
 
-from ..analysis.receptive_field import receptive_field
-from ..analysis.summary import summary
+from ..analysis import receptive_field, summary
 from ..registry import create
 from ._common import add_model_arguments, model_kwargs
 
@@ -47,7 +46,7 @@ def _meta_model(args: argparse.Namespace) -> torch.nn.Module:
 
 def _rf(args: argparse.Namespace) -> int:
     model = _meta_model(args)
-    table = receptive_field(model, (model.in_chans, *args.input_size),
+    table = receptive_field(model, (int(getattr(model, "in_chans", 3)), *args.input_size),
                             method="forward_features" if args.features else "forward", strict=not args.hull)
     print(table.to_markdown() if args.markdown else table)
     return 0
@@ -55,6 +54,6 @@ def _rf(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     model = _meta_model(args)
-    result = summary(model, (model.in_chans, *args.input_size))
+    result = summary(model, (int(getattr(model, "in_chans", 3)), *args.input_size))
     print(result.to_markdown() if args.markdown else result)
     return 0

@@ -69,7 +69,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     o.add_argument("--wd", type=float, default=None, help="weight decay (default 0); coupled L2 unless --decoupled-wd")
     o.add_argument("--decoupled-wd", action=argparse.BooleanOptionalAction, default=None,
                    help="decoupled weight decay (AdamW / SGDW); default: only with --opt adamw")
-    o.add_argument("--no-wd-norm-bias", action="store_true", default=None, help="no weight decay on norm weights/biases")
+    o.add_argument("--no-wd-norm-bias", action="store_true", default=None,
+                   help="no weight decay on norm weights/biases")
     o.add_argument("--sched", choices=("none", "cosine", "step"), default=None, help="lr schedule (default cosine)")
     o.add_argument("--min-lr", type=float, default=None, help="cosine floor (default 0; the coursework used 2e-5)")
     o.add_argument("--milestones", type=int, nargs="+", default=None, help="epochs of the step schedule")
@@ -86,7 +87,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     r.add_argument("--seed", type=int, default=None, help="training seed: init, order, augmentation (default 0)")
     r.add_argument("--deterministic", action="store_true", default=None, help="deterministic algorithms")
     r.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on CUDA)")
+    r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on CUDA)")
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory format (default: on for CUDA and CPU)")
     r.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun")
@@ -101,8 +103,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(handler=_train)
 
     e = sub.add_parser(
-        "eval", help="evaluate a checkpoint", description="Loss and accuracy of a checkpoint (or run folder) on a split.")
-    e.add_argument("checkpoint", metavar="CHECKPOINT", help="a .safetensors file or a run folder (its best.safetensors)")
+        "eval", help="evaluate a checkpoint",
+        description="Loss and accuracy of a checkpoint (or run folder) on a split.")
+    e.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a .safetensors file or a run folder (its best.safetensors)")
     e.add_argument("--dataset", choices=DATASETS, default=None, help="data set (default: the one it was trained on)")
     e.add_argument("--split", choices=("test", "val", "train"), default="test", help="which split")
     e.add_argument("--data-dir", default=None, help="where the data set is")
@@ -147,8 +151,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.out:
             given.append("--out")
         if given:
+            fixed = {"out_dir", "check_every"}
+            changeable = ", ".join("--" + f.replace("_", "-") for f in sorted(RUNTIME_FIELDS - fixed))
             raise ValueError(f"--resume takes everything from {args.resume}/config.json; drop {', '.join(given)} "
-                             f"(only {', '.join('--' + f.replace('_', '-') for f in sorted(RUNTIME_FIELDS - {'out_dir', 'check_every'}))} may change)")
+                             f"(only {changeable} may change)")
         stored = read_run_config(args.resume)
         runtime = {f: v for f, v in _train_config_kwargs(args).items() if f in RUNTIME_FIELDS}
         if _is_main_process():

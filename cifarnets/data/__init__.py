@@ -35,10 +35,13 @@ from .datasets import (
 )
 from .loader import DeviceLoader, Loaders, make_loaders
 from .normalization import DEFAULT_NORMALIZATION, NORMALIZATION, Normalization, resolve_normalization
+from .seeding import derive_seed, make_generator
 from .splits import DEFAULT_SPLIT, parse_split, split_indices, stratified_sample
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_images, make_synthetic_splits
 
 __all__ = [
+    "derive_seed",
+    "make_generator",
     "DATASETS",
     "DEFAULT_NORMALIZATION",
     "DEFAULT_SPLIT",

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sample_crop_flip", "crop_flip", "random_crop_flip", "normalize"]
+__all__ = ["sample_crop_flip", "crop_flip", "random_crop_flip", "normalize", "normalization_affine"]
 
 
 def sample_crop_flip(
@@ -110,12 +110,12 @@ def normalize(
         >>> round(normalize(x, (0.5,), (0.5,))[0, 0, 0, 0].item(), 6)
         1.0
     """
-    scale, shift = _affine(mean, std, images.shape[1], images.device)
+    scale, shift = normalization_affine(mean, std, images.shape[1], images.device)
     out = torch.addcmul(shift, images.to(torch.float32), scale)
     return out if dtype == torch.float32 else out.to(dtype)
 
 
-def _affine(
+def normalization_affine(
     mean: Sequence[float], std: Sequence[float], channels: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift), each (1, C, 1, 1) float32, with ``(x / 255 - mean) / std == x * scale + shift``."""

@@ -127,7 +127,7 @@ def _canonical_name(name: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _cifar_files(cls: type) -> list[tuple[str, Optional[str]]]:
+def _cifar_files(cls: type[torchvision.datasets.CIFAR10]) -> list[tuple[str, Optional[str]]]:
     # Read from the class each time, not at import: the md5 lists are class attributes, and
     # reading them late is what lets tests (and mirrors of re-packed archives) override them.
     files = [(name, md5) for name, md5 in list(cls.train_list) + list(cls.test_list)]
@@ -135,7 +135,7 @@ def _cifar_files(cls: type) -> list[tuple[str, Optional[str]]]:
     return files
 
 
-def _cifar_root(data_dir: Path, cls: type) -> Path:
+def _cifar_root(data_dir: Path, cls: type[torchvision.datasets.CIFAR10]) -> Path:
     # A common mistake is to point --data-dir at the extracted folder itself.
     if not (data_dir / cls.base_folder).is_dir() and data_dir.name == cls.base_folder:
         logger.info("data_dir %s is the %s folder itself; using its parent.", data_dir, cls.base_folder)
@@ -143,7 +143,7 @@ def _cifar_root(data_dir: Path, cls: type) -> Path:
     return data_dir
 
 
-def _verify_cifar(name: str, cls: type, root: Path) -> None:
+def _verify_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Path) -> None:
     """Raise a precise error unless every file exists with its published md5."""
     folder = root / cls.base_folder
     files = _cifar_files(cls)
@@ -176,7 +176,7 @@ def _verify_cifar(name: str, cls: type, root: Path) -> None:
             )
 
 
-def _download_cifar(name: str, cls: type, root: Path) -> None:
+def _download_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Path) -> None:
     archive = root / cls.filename
     logger.info("Downloading %s from %s into %s.", _DISPLAY[name], cls.url, root)
     try:
@@ -226,7 +226,7 @@ class _VerifiedCIFAR100(torchvision.datasets.CIFAR100):
         return True
 
 
-_CIFAR_CLASSES = {
+_CIFAR_CLASSES: dict[str, tuple[type[torchvision.datasets.CIFAR10], type[torchvision.datasets.CIFAR10]]] = {
     "cifar10": (torchvision.datasets.CIFAR10, _VerifiedCIFAR10),
     "cifar100": (torchvision.datasets.CIFAR100, _VerifiedCIFAR100),
 }

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 
-from ._rng import make_generator
-from .augment import _affine, crop_flip
+from .augment import crop_flip, normalization_affine
 from .containers import DataBundle, ImageSet
+from .seeding import make_generator
 
 __all__ = ["DeviceLoader", "Loaders", "make_loaders"]
 
@@ -119,7 +119,7 @@ class DeviceLoader:
         self.dtype = dtype
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        self._scale, self._shift = _affine(self.mean, self.std, self.data.images.shape[1], self.device)
+        self._scale, self._shift = normalization_affine(self.mean, self.std, self.data.images.shape[1], self.device)
         self.epoch = 0
         if self.num_samples == 0 or len(self) == 0:
             raise ValueError(
@@ -263,7 +263,7 @@ def make_loaders(
         (32, 4, 4)
     """
     eval_bs = eval_batch_size if eval_batch_size is not None else 2 * batch_size
-    common = dict(
+    common: dict[str, Any] = dict(
         mean=bundle.mean,
         std=bundle.std,
         device=device,

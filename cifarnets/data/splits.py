@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ._rng import make_generator
+from .seeding import make_generator
 
 __all__ = ["SplitSpec", "DEFAULT_SPLIT", "parse_split", "stratified_sample", "split_indices"]
 

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from ._rng import make_generator
 from .containers import ImageSet
+from .seeding import make_generator
 
 __all__ = ["SYNTHETIC_CLASSES", "make_synthetic_images", "make_synthetic_splits"]
 

@@ -67,6 +67,7 @@ class History:
             (``{"loss": ..., "acc": ...}``).
         label: short name for legends; defaults to the model and its flags.
         dataset: the data set trained on (``"cifar100"``, ``"synthetic"``, ...).
+        num_classes: classes of that data set (the chance level of the curves); 0 if unknown.
 
     Example:
         >>> h = History(model="vgg08", params=59716)
@@ -81,9 +82,10 @@ class History:
     config: dict[str, Any] = field(default_factory=dict)
     epochs: list[EpochRecord] = field(default_factory=list)
     best_epoch: Optional[int] = None
-    test: Optional[dict[str, float]] = None
+    test: Optional[dict[str, Any]] = None
     label: str = ""
     dataset: str = ""
+    num_classes: int = 0
 
     @property
     def name(self) -> str:

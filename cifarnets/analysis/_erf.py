@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .receptive_field import ReceptiveFieldError, Size2, _collapse, receptive_field
+from ._receptive_field import ReceptiveFieldError, Size2, _collapse, receptive_field
 
 __all__ = ["ErfResult", "effective_receptive_field"]
 

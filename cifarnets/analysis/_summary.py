@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .receptive_field import _markdown_table, _text_table
+from ._receptive_field import _markdown_table, _text_table
 
 __all__ = ["LayerSummary", "ModelSummary", "summary"]
 

@@ -1,0 +1,47 @@
+"""Analyses the reports' arguments rest on (SPEC §3): receptive fields, effective receptive
+fields, per-layer summaries, gradient flow and results tables.
+
+    >>> import cifarnets
+    >>> from cifarnets import analysis
+    >>> analysis.receptive_field(cifarnets.create("vgg16"), input_size=(3, 32, 32))[-1].rf
+    212
+
+Each function takes any zoo model (residual ones included) and returns a value that prints
+as a table; `cifarnets.plots` draws the pictures.
+"""
+
+from ._erf import ErfResult, effective_receptive_field
+from ._gradient_flow import (
+    VANISHING_GRADIENT_SPECS,
+    GradientFlow,
+    GradientFlowRecorder,
+    ModelSpec,
+    compare_gradient_flow,
+    comparison_table,
+    gradient_flow,
+    random_batch,
+    spec_label,
+    unwrap_model,
+    weight_layers,
+)
+from ._receptive_field import (
+    GradientReceptiveField,
+    ReceptiveFieldAlignmentError,
+    ReceptiveFieldError,
+    ReceptiveFieldRow,
+    ReceptiveFieldTable,
+    gradient_receptive_field,
+    receptive_field,
+    seed004_correction_tables,
+)
+from ._results import ResultRow, ResultsTable, results_table
+from ._summary import LayerSummary, ModelSummary, summary
+
+__all__ = [
+    "VANISHING_GRADIENT_SPECS", "ErfResult", "GradientFlow", "GradientFlowRecorder", "GradientReceptiveField",
+    "LayerSummary", "ModelSpec", "ModelSummary", "ReceptiveFieldAlignmentError", "ReceptiveFieldError",
+    "ReceptiveFieldRow", "ReceptiveFieldTable", "ResultRow", "ResultsTable", "compare_gradient_flow",
+    "comparison_table",
+    "effective_receptive_field", "gradient_flow", "gradient_receptive_field", "random_batch", "receptive_field",
+    "results_table", "seed004_correction_tables", "spec_label", "summary", "unwrap_model", "weight_layers",
+]
