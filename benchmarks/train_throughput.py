@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="training images per measurement (default: CPU per model, e.g. vgg08 2048; CUDA 20000)")
     p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 128 (seeds 000/004) on CUDA")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of (c) (2: the PyTorch CIFAR tutorial)")
-    p.add_argument("--repeats", type=int, default=1, help="measure (a) and (b) this many times, keep the best")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="measure (a) and (b) this many times, keep the best (one run is within CPU noise)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC (default: fit's default for the device)")

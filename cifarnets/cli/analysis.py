@@ -45,9 +45,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     p = sub.add_parser(
         "plot", help="training curves, gradient flow and results table of runs",
-        description="For the given run folders (written by `cifarnets train`): curves.png (loss and accuracy, "
-                    "train dotted, validation solid), per run <run>/gradient_flow.png and "
-                    "<run>/gradient_flow_heatmap.png, and results.md / results.csv.",
+        description="For the given run folders (written by `cifarnets train`), into --out: curves.png (loss and "
+                    "accuracy, train dotted, validation solid), per run RUN_NAME/gradient_flow.png and "
+                    "RUN_NAME/gradient_flow_heatmap.png (RUN_NAME: the run folder's name), and results.md / "
+                    "results.csv.",
     )
     p.add_argument("runs", metavar="RUN_DIR", nargs="+", type=Path, help="run folders with history.json")
     p.add_argument("--out", "-o", required=True, type=Path, metavar="DIR", help="folder for the pictures and tables")
