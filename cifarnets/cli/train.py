@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -119,7 +118,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    from ..train.distributed import env_world
+
+    world = env_world()
+    return world is None or world[0] == 0
 
 
 def _print_epoch(record: Any, history: Any) -> None:
@@ -177,7 +179,10 @@ def _train(args: argparse.Namespace) -> int:
     data_args["download"] = False  # a resumed run must not silently download again
     out = args.out
     if out is None:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from ..train.distributed import env_world
+
+        world = env_world()
+        if world is not None and world[1] > 1:
             raise ValueError("under torchrun pass --out RUN_DIR (every process must name the same folder)")
         out = str(Path("runs") / f"{args.model}_{args.dataset}_{time.strftime('%Y%m%d-%H%M%S')}")
     config = TrainConfig(**_train_config_kwargs(args), out_dir=out)
