@@ -34,7 +34,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -51,7 +50,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .analysis import GradientFlow, unwrap_model
+from ._utils import atomic_write, unwrap_model
+from .analysis import GradientFlow
 from .train.history import History
 
 __all__ = [
@@ -82,16 +82,7 @@ def _save(fig: Figure, path: PathLike, dpi: int = _DPI) -> Path:
         raise ValueError(f"cannot write a picture to {str(path)!r}: give a path ending in .png (or .svg, .pdf)")
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=dpi)  # render first: a failure leaves the old file alone
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are private (0600); "x" mode gets the permissions the umask gives.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(buffer.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, buffer.getbuffer())
     return path
 
 

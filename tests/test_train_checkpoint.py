@@ -11,8 +11,8 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 import cifarnets
+from cifarnets import _utils as atomic_io
 from cifarnets.train import CheckpointError, atomic_write, load_checkpoint, read_metadata, save_weights, strip_prefixes
-from cifarnets.train import checkpoint as checkpoint_module
 from cifarnets.train.checkpoint import load_state, save_state, state_dict_for_save
 
 
@@ -31,7 +31,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
         f.flush()
         raise OSError("simulated crash after writing half the file")
 
-    monkeypatch.setattr(checkpoint_module, "_write_all", half_then_die)
+    monkeypatch.setattr(atomic_io, "_write_all", half_then_die)
     with pytest.raises(OSError, match="simulated crash"):
         save_weights(path, _model(), {"model": "vgg08", "epoch": 2})
     monkeypatch.undo()

@@ -15,6 +15,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 import cifarnets
+from cifarnets import _utils as atomic_io
 from cifarnets.analysis import weight_layers
 from cifarnets.data import load_dataset
 from cifarnets.train import (
@@ -28,7 +29,6 @@ from cifarnets.train import (
     read_metadata,
     resume,
 )
-from cifarnets.train import checkpoint as checkpoint_module
 
 TINY = {"width": 8}
 
@@ -128,7 +128,7 @@ def test_resume_after_a_crash_between_epochs_is_bit_identical(reference_run, dat
 
 def test_resume_after_a_crash_inside_a_checkpoint_write(reference_run, data, tmp_path, monkeypatch):
     ref_dir, ref = reference_run
-    real_write = checkpoint_module._write_all
+    real_write = atomic_io._write_all
     writes = {"last": 0}
 
     def dying_write(f, payload):
@@ -140,10 +140,10 @@ def test_resume_after_a_crash_inside_a_checkpoint_write(reference_run, data, tmp
                 raise OSError("simulated power cut")
         real_write(f, payload)
 
-    monkeypatch.setattr(checkpoint_module, "_write_all", dying_write)
+    monkeypatch.setattr(atomic_io, "_write_all", dying_write)
     with pytest.raises(OSError, match="power cut"):
         fit("vgg08", data, _config(tmp_path), model_kwargs=TINY)
-    monkeypatch.setattr(checkpoint_module, "_write_all", real_write)
+    monkeypatch.setattr(atomic_io, "_write_all", real_write)
     assert read_metadata(tmp_path / "last.safetensors")["epoch"] == 1  # the previous checkpoint, intact
     assert not list(tmp_path.glob(".*.tmp"))
     model, meta = load_checkpoint(tmp_path / "last.safetensors")

@@ -10,6 +10,7 @@ Each function takes any zoo model (residual ones included) and returns a value t
 as a table; `cifarnets.plots` draws the pictures.
 """
 
+from .._utils import unwrap_model
 from ._erf import ErfResult, effective_receptive_field
 from ._gradient_flow import (
     VANISHING_GRADIENT_SPECS,
@@ -21,7 +22,6 @@ from ._gradient_flow import (
     gradient_flow,
     random_batch,
     spec_label,
-    unwrap_model,
     weight_layers,
 )
 from ._receptive_field import (

@@ -20,8 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._utils import preserved_mode
 from ._receptive_field import ReceptiveFieldError, Size2, _collapse, receptive_field
 
 __all__ = ["ErfResult", "effective_receptive_field"]
@@ -165,18 +164,6 @@ class _Captured(Exception):
     """Raised by the capture hook to skip the rest of the forward pass."""
 
 
-@contextlib.contextmanager
-def _training_mode(model: nn.Module, training: Optional[bool]) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    try:
-        if training is not None:
-            model.train(training)
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-
-
 def effective_receptive_field(
     model: nn.Module,
     images: torch.Tensor,
@@ -227,7 +214,7 @@ def effective_receptive_field(
         )
 
     x = images.detach().clone().requires_grad_(True)
-    with _training_mode(model, False if eval_mode else None), torch.enable_grad():
+    with preserved_mode(model, False if eval_mode else None), torch.enable_grad():
         if layer is None:
             out = run(x)
         else:

@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
@@ -37,6 +36,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .._utils import preserved_mode, unwrap_model
 
 __all__ = [
     "GradientFlow", "GradientFlowRecorder", "ModelSpec", "VANISHING_GRADIENT_SPECS", "compare_gradient_flow",
@@ -57,24 +58,6 @@ VANISHING_GRADIENT_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 _WRAPPER_SEGMENT = "_orig_mod"  # torch.compile's OptimizedModule keeps the model under this name
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DDP / DataParallel / ``torch.compile`` wrappers (any nesting).
-
-    Layer names are then those of the model itself (``stem.conv``), not ``module.stem.conv``
-    or ``_orig_mod.stem.conv``, so runs with and without the wrappers record the same keys.
-    """
-    wrappers: tuple[type, ...] = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    try:
-        from torch._dynamo.eval_frame import OptimizedModule
-        wrappers += (OptimizedModule,)
-    except ImportError:  # pragma: no cover - torch without dynamo
-        pass
-    while isinstance(model, wrappers):
-        inner = model._orig_mod if hasattr(model, "_orig_mod") else model.module
-        model = inner  # type: ignore[assignment]
-    return model
 
 
 def _clean_name(name: str) -> str:
@@ -285,26 +268,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-@contextlib.contextmanager
-def _preserved_state(model: nn.Module, train: bool) -> Iterator[None]:
-    """Set the train/eval mode for a measurement and restore mode and buffers afterwards.
-
-    A train-mode forward updates BN running statistics (and ``num_batches_tracked``); a
-    diagnosis must leave the model exactly as it found it.
-    """
-    modes = {m: m.training for m in model.modules()}
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    model.train(train)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, saved in buffers:
-                buf.copy_(saved)
-        for module, mode in modes.items():
-            module.training = mode
-
-
 def gradient_flow(
     model: nn.Module,
     images: torch.Tensor,
@@ -349,7 +312,7 @@ def gradient_flow(
     images, labels = images.to(device), labels.to(device)
     loss_fn = loss_fn or F.cross_entropy
     trainable = [(name, p) for name, p in layers if p.requires_grad]
-    with _preserved_state(model, train), torch.enable_grad():
+    with preserved_mode(model, train, buffers=True), torch.enable_grad():
         loss = loss_fn(model(images), labels)
         grads = torch.autograd.grad(loss, [p for _, p in trainable], allow_unused=True) if trainable else ()
     by_name = {name: g for (name, _), g in zip(trainable, grads) if g is not None}

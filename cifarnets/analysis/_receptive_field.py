@@ -63,6 +63,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._utils import markdown_table, preserved_mode, text_table
+
 __all__ = [
     "GUARD_PREFIX",
     "GradientReceptiveField",
@@ -221,24 +223,6 @@ def _fmt(v: Any, sep: str = "×") -> str:
     return str(v)
 
 
-def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """A plain-text table with a header rule, columns padded to their widest cell."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
-
-
-def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    out = ["| " + " | ".join(esc(h) for h in headers) + " |",
-           "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
 class ReceptiveFieldTable(Sequence[ReceptiveFieldRow]):
     """The receptive field after every spatial op of a model, in graph order.
 
@@ -336,11 +320,11 @@ class ReceptiveFieldTable(Sequence[ReceptiveFieldRow]):
         return headers, rows, [False, False] + [True] * 8
 
     def __str__(self) -> str:
-        return _text_table(*self._cells())
+        return text_table(*self._cells())
 
     def to_markdown(self) -> str:
         """The table as GitHub markdown, for the docs."""
-        return _markdown_table(*self._cells())
+        return markdown_table(*self._cells())
 
     def __repr__(self) -> str:
         rf = self.output.rf if self.output is not None else None
@@ -1009,10 +993,8 @@ def _analyse(gm: fx.GraphModule, input_size: tuple[int, int, int], method: str, 
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
     interp = _RFInterpreter(gm, strict, passthrough)
-    modes = {m: m.training for m in gm.modules()}
-    try:
-        # Eval mode: running statistics must not move; the geometry is the same in both modes.
-        gm.eval()
+    # Eval mode: running statistics must not move; the geometry is the same in both modes.
+    with preserved_mode(gm, train=False):
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         # Fake tensors carry shapes only, so tracing a 1000x1000 input costs nothing.
@@ -1027,9 +1009,6 @@ def _analyse(gm: fx.GraphModule, input_size: tuple[int, int, int], method: str, 
                     f"receptive_field: {type(gm).__name__}.{method} does not run on an input of shape "
                     f"{(1, *input_size)}: {type(e).__name__}: {e}. Pass the input_size the model is built for"
                 ) from e
-    finally:
-        for m, training in modes.items():
-            m.training = training
     table = ReceptiveFieldTable(
         interp.rows, input_size=input_size, method=method, output=interp.output_row, scopes=interp.scopes,
         aligned=interp.aligned,
@@ -1442,7 +1421,7 @@ def _correction_table(names, rows, reported, correct, slips) -> str:
         cells.append([name, r.op, _fmt(k), _fmt(r.stride), str(prev_jump), _fmt(r.jump), f"{rep}{mark}", str(traced),
                       calc, slip])
         prev_rf, prev_jump = traced, r.jump
-    return _markdown_table(headers, cells, [False, False] + [True] * 6 + [False, False])
+    return markdown_table(headers, cells, [False, False] + [True] * 6 + [False, False])
 
 
 def seed004_correction_tables(

@@ -24,12 +24,12 @@ import csv
 import io
 import math
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Optional, Union
 
+from .._utils import atomic_write
 from ..train.history import History
 
 __all__ = ["ResultRow", "ResultsTable", "results_table"]
@@ -173,16 +173,7 @@ class ResultsTable(Sequence[ResultRow]):
             text = self.to_markdown() + "\n"
         else:
             raise ValueError(f"cannot tell the format of {str(path)!r}: give a path ending in .md or .csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Not mkstemp: its files are private (0600); "x" mode gets the permissions the umask gives.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "x", encoding="utf-8", newline="") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, text)
         return path
 
 

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union, overload
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._receptive_field import _markdown_table, _text_table
+from .._utils import markdown_table, preserved_mode, text_table
 
 __all__ = ["LayerSummary", "ModelSummary", "summary"]
 
@@ -138,22 +137,11 @@ class ModelSummary(Sequence[LayerSummary]):
         ]
 
     def __str__(self) -> str:
-        return _text_table(*self._cells()) + "\n\n" + "\n".join(self._footer())
+        return text_table(*self._cells()) + "\n\n" + "\n".join(self._footer())
 
     def to_markdown(self) -> str:
         """The table and totals as GitHub markdown, for the docs."""
-        return _markdown_table(*self._cells()) + "\n\n" + "  \n".join(self._footer())
-
-
-@contextlib.contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+        return markdown_table(*self._cells()) + "\n\n" + "  \n".join(self._footer())
 
 
 def _shape_of(out: Any) -> Optional[Shape]:
@@ -221,7 +209,7 @@ def summary(
         handles.append(m.register_forward_hook(post_hook))
     counter = FlopCounterMode(display=False)
     try:
-        with _eval(model), torch.no_grad(), counter:
+        with preserved_mode(model, train=False), torch.no_grad(), counter:
             model(x)
     finally:
         for h in handles:

@@ -23,16 +23,17 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
 
+from .._utils import atomic_write, unwrap_model
+
 __all__ = [
     "CHECKPOINT_FORMAT", "CheckpointError", "atomic_write", "load_checkpoint", "load_state", "read_metadata",
-    "save_state", "save_weights", "state_dict_for_save", "strip_prefixes", "unwrap",
+    "save_state", "save_weights", "state_dict_for_save", "strip_prefixes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,66 +50,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read, is unsafe to read, or does not fit the model."""
 
 
-# ---------------------------------------------------------------------- atomic writes
-
-
-def _write_all(f: IO[bytes], data: bytes) -> None:
-    """Write `data` to `f`. A separate function so tests can simulate a crash mid-write."""
-    f.write(data)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable. Directories cannot be opened on Windows; skip there.
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: PathLike, data: Union[bytes, str]) -> Path:
-    """Write `data` to `path` so that a crash leaves the old file or the new one, nothing in between.
-
-    The bytes go to a temporary file in the same folder (same file system, so the rename is
-    atomic), which is flushed and fsync'ed before ``os.replace`` puts it in place. On any
-    error the temporary file is removed and the old `path` is untouched.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = atomic_write(pathlib.Path(tempfile.mkdtemp()) / "a.json", '{"ok": true}')
-        >>> p.read_text()
-        '{"ok": true}'
-    """
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)  # reopened by name below, so the file object knows its path
-    tmp = Path(tmp_name)
-    try:
-        with open(tmp, "wb") as f:
-            _write_all(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 # ---------------------------------------------------------------------- state dicts
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP / DataParallel / ``torch.compile`` wrappers."""
-    from ..analysis import unwrap_model
-
-    return unwrap_model(model)
 
 
 def strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,7 +77,7 @@ def state_dict_for_save(model: nn.Module) -> dict[str, torch.Tensor]:
     Copies (not views) so that safetensors never sees two keys sharing storage (tied weights),
     and so the values do not change under a later optimiser step.
     """
-    state = strip_prefixes(unwrap(model).state_dict())
+    state = strip_prefixes(unwrap_model(model).state_dict())
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 

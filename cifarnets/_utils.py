@@ -1,0 +1,188 @@
+"""Small helpers that every layer of cifarnets uses: atomic files, model unwrapping, mode
+save/restore and table rendering.
+
+This module sits below every other part of the package (layers, models, data, analysis,
+train, plots, cli) and imports nothing from it, so any part may use it.
+
+File-mode policy: every file cifarnets writes (run folders, checkpoints, tables, pictures)
+gets the permissions an ordinary ``open(path, "w")`` would give, ``0o666`` less the umask
+(``0o644`` under the usual umask ``022``), so a group member can read a colleague's results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import IO, Iterator, Optional, Sequence, Union
+
+import torch.nn as nn
+
+__all__ = [
+    "PathLike", "atomic_write", "fsync_dir", "markdown_table", "preserved_mode", "stale_temp_files",
+    "temp_name_for", "text_table", "unwrap_model",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_TEMP_SUFFIX = ".tmp"
+
+
+# ---------------------------------------------------------------------- atomic files
+
+
+def temp_name_for(path: Path) -> Path:
+    """A fresh temporary name beside `path` (same folder, so a rename onto `path` is atomic).
+
+    The name starts with ``.NAME.`` and ends in ``.tmp``: `stale_temp_files` finds the ones a
+    killed process left behind.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
+
+
+def stale_temp_files(folder: PathLike) -> list[Path]:
+    """The temporary files that interrupted `atomic_write` calls left in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(_TEMP_SUFFIX))
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    """Write `data` to `f`. A separate function so tests can simulate a crash mid-write."""
+    f.write(data)
+
+
+def fsync_dir(folder: PathLike) -> None:
+    """Make renames and creations inside `folder` durable (a no-op where folders cannot be opened)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: PathLike, data: Union[bytes, bytearray, memoryview, str]) -> Path:
+    """Write `data` to `path` so that a crash leaves the old file or the new one, nothing in between.
+
+    The bytes go to a temporary file in the same folder (same file system, so the rename is
+    atomic), which is flushed and fsync'ed before ``os.replace`` puts it in place; the folder is
+    fsync'ed after. On any error the temporary file is removed and the old `path` is untouched.
+    The new file gets ``0o666`` less the umask, like any file ``open`` creates.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = atomic_write(pathlib.Path(tempfile.mkdtemp()) / "a.json", '{"ok": true}')
+        >>> p.read_text()
+        '{"ok": true}'
+    """
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name_for(path)
+    try:
+        # "x" (O_EXCL) never follows a planted link; unlike mkstemp it honours the umask (0644, not 0600).
+        with open(tmp, "xb") as f:
+            _write_all(f, bytes(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+# ---------------------------------------------------------------------- models
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP / DataParallel / ``torch.compile`` wrappers (any nesting).
+
+    Layer names are then those of the model itself (``stem.conv``), not ``module.stem.conv``
+    or ``_orig_mod.stem.conv``, so runs with and without the wrappers record the same keys.
+
+    Example:
+        >>> m = nn.Linear(2, 2)
+        >>> unwrap_model(nn.DataParallel(m)) is m
+        True
+    """
+    wrappers: tuple[type, ...] = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    try:
+        from torch._dynamo.eval_frame import OptimizedModule
+        wrappers += (OptimizedModule,)
+    except ImportError:  # pragma: no cover - torch without dynamo
+        pass
+    while isinstance(model, wrappers):
+        model = model._orig_mod if hasattr(model, "_orig_mod") else model.module  # type: ignore[assignment]
+    return model
+
+
+@contextlib.contextmanager
+def preserved_mode(model: nn.Module, train: Optional[bool] = None, *, buffers: bool = False) -> Iterator[None]:
+    """Set `model`'s train/eval mode for a measurement, then restore every submodule's mode.
+
+    `train` None keeps the current mode. With ``buffers=True`` the buffers (BN running
+    statistics, ``num_batches_tracked``) are restored too: a diagnosis that runs a train-mode
+    forward must leave the model exactly as it found it.
+
+    Example:
+        >>> m = nn.Sequential(nn.Linear(2, 2)).train()
+        >>> with preserved_mode(m, train=False):
+        ...     m.training
+        False
+        >>> m.training
+        True
+    """
+    modes = {m: m.training for m in model.modules()}
+    saved = [(b, b.detach().clone()) for b in model.buffers()] if buffers else []
+    try:
+        if train is not None:
+            model.train(train)
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+        for buffer, value in saved:
+            buffer.data.copy_(value)
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """A plain-text table with a header rule, columns padded to their widest cell.
+
+    Example:
+        >>> print(text_table(["layer", "rf"], [["conv1", "3"]], [False, True]))
+        layer  rf
+        -----  --
+        conv1   3
+    """
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """A GitHub Markdown table; `right` marks the right-aligned (numeric) columns.
+
+    Example:
+        >>> print(markdown_table(["layer", "rf"], [["conv1", "3"]], [False, True]))
+        | layer | rf |
+        |---|---:|
+        | conv1 | 3 |
+    """
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(esc(h) for h in headers) + " |",
+           "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
