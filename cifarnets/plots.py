@@ -1,32 +1,41 @@
-"""Every picture of the reports, drawn with matplotlib and written to a file.
-
-Each function takes what it draws and an output path, writes the picture (PNG unless the
-path ends in ``.svg`` or ``.pdf``) and returns the path:
+"""Every picture of the reports, drawn with matplotlib: each function returns the `Figure`.
 
 ==============================  ================================================================
 `gradient_flow`                 mean |grad| per layer, one line per epoch or one batch
-                                (seeds 001/002 Figs. 2, 3, 5; seed 003 Fig. 1)
+                                (the VGG38 reports' Figs. 2, 3, 5; the deeper-VGG report's Fig. 1)
 `gradient_flow_heatmap`         the same as a layers x epochs map
 `gradient_flow_comparison`      VGG08, VGG38, VGG38 BN / RC / BN+RC on one log axis
 `curves`                        train (dotted) and validation (solid) loss and accuracy per
-                                epoch (seeds 001/002 Figs. 1, 4; seed 003 Figs. 2-5)
-`filters`                       first-layer filters (seed 004 §7.1)
-`feature_maps`                  feature maps of one image at one layer (seed 004 §7.2)
+                                epoch (the VGG38 reports' Figs. 1, 4; the deeper-VGG report's
+                                Figs. 2-5)
+`filters`                       first-layer filters (the AlexNet/VGG report, §7.1)
+`feature_maps`                  feature maps of one image at one layer (the AlexNet/VGG report, §7.2)
 `erf`                           effective receptive field with the theoretical one as a box
+`save`                          write a figure to a file, atomically
 ==============================  ================================================================
 
-The figures are `matplotlib.figure.Figure` objects rendered by the Agg canvas: pyplot is
-never imported, so nothing leaks between calls, no window opens, and the module works on a
-headless machine whatever backend is configured. Files are written atomically (a temporary
-file in the same folder, then ``os.replace``), so a reader never sees half a picture.
+(docs/references.md lists the reports.) One convention throughout: a function draws and
+returns the `matplotlib.figure.Figure`, so a test or a notebook can look at what was drawn;
+`save(fig, path)` writes it (PNG, or SVG / PDF by the suffix). The functions with one panel
+take ``ax=`` to draw into an axes of the caller's figure instead of a new one.
+
+The figures are bare `Figure` objects rendered by the Agg canvas: pyplot is never imported,
+so nothing leaks between calls, no window opens, and the module works on a headless machine
+whatever backend is configured; a figure is garbage-collected like any object. `save`
+renders first and then replaces the file atomically, so a reader never sees half a picture.
 
 Example:
-    >>> import cifarnets
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> from cifarnets import plots
-    >>> from cifarnets.analysis import compare_gradient_flow, random_batch
-    >>> flows = compare_gradient_flow(["vgg08", "vgg38"], *random_batch(8))
-    >>> plots.gradient_flow_comparison(flows, "/tmp/gradflow.png")
-    PosixPath('/tmp/gradflow.png')
+    >>> from cifarnets.analysis import GradientFlow
+    >>> flows = {"vgg08": GradientFlow(["conv1", "conv2", "fc"], [1e-6, 1e-5, 1e-4]),
+    ...          "vgg38": GradientFlow(["conv1", "conv2", "conv3", "fc"], [1e-18, 1e-12, 1e-8, 1e-4])}
+    >>> fig = plots.gradient_flow_comparison(flows)
+    >>> [line.get_label().split()[0] for line in fig.axes[0].lines]
+    ['vgg08', 'vgg38']
+    >>> plots.save(fig, Path(tempfile.mkdtemp()) / "gradflow.png").name
+    'gradflow.png'
 """
 
 from __future__ import annotations
@@ -50,12 +59,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from ._utils import atomic_write, unwrap_model
+from ._utils import atomic_write, preserved_mode, unwrap_model
 from .analysis import GradientFlow
 from .train.history import History
 
 __all__ = [
     "curves", "erf", "feature_maps", "filters", "gradient_flow", "gradient_flow_comparison", "gradient_flow_heatmap",
+    "save",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -67,15 +77,46 @@ _MAX_LAYER_LABELS = 48  # more tick labels than this overlap even at 6 pt
 _RUN_COLOURS = [colormaps["tab10"](i) for i in range(10)]
 
 
-# ---------------------------------------------------------------- writing files
+# ---------------------------------------------------------------- figures and files
 
 def _figure(width: float, height: float) -> Figure:
     # A bare Figure, not pyplot.figure(): no global registry, no backend, garbage-collected.
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _save(fig: Figure, path: PathLike, dpi: int = _DPI) -> Path:
-    """Render `fig` and write it to `path` atomically; returns the path."""
+def _canvas(ax: Optional[Axes], width: float, height: float) -> tuple[Figure, Axes]:
+    """A new figure of the given size with one axes, or the caller's `ax` and its figure."""
+    if ax is None:
+        fig = _figure(width, height)
+        return fig, fig.add_subplot()
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+    return ax.get_figure(root=False), ax  # type: ignore[return-value]
+
+
+def _root(fig: Any) -> Figure:
+    """The top-level Figure of a figure or subfigure: what the functions return."""
+    return fig.get_figure(root=True) if hasattr(fig, "get_figure") else fig
+
+
+def save(fig: Figure, path: PathLike, *, dpi: int = _DPI) -> Path:
+    """Render `fig` and write it to `path` atomically; returns the path.
+
+    The format follows the suffix: ``.png`` (at `dpi`), ``.svg`` or ``.pdf``. Parent folders
+    are created. The picture is rendered in memory first, so a failure (a bad figure, a full
+    disk) leaves an existing file as it was and no temporary file behind.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> fig = gradient_flow({"conv": 1e-6, "fc": 1e-4})
+        >>> path = save(fig, Path(tempfile.mkdtemp()) / "flow.svg")
+        >>> path.read_bytes().lstrip().startswith(b"<?xml")
+        True
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"save() writes a matplotlib Figure (what the plot functions return), "
+                        f"not {type(fig).__name__}")
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -165,32 +206,32 @@ def _history_flow_matrix(history: History) -> tuple[list[str], list[int], np.nda
 
 def gradient_flow(
     source: Union[RunLike, GradientFlow, Mapping[str, float]],
-    path: PathLike,
     *,
+    ax: Optional[Axes] = None,
     title: Optional[str] = None,
     cmap: str = "viridis",
-) -> Path:
+) -> Figure:
     """Mean |grad| of every weight layer, layer by layer on a log axis: the reports' figure.
 
     For a `History` (or a run folder) there is one line per epoch, coloured from the first
-    epoch (dark) to the last (yellow) with a colour bar, as seeds 001/002 Figs. 2, 3, 5 and
-    seed 003 Fig. 1 plot the gradient flow "for all epochs during training". For a single
+    epoch (dark) to the last (yellow) with a colour bar, as the VGG38 reports' Figs. 2, 3, 5 and
+    the deeper-VGG report's Fig. 1 plot the gradient flow "for all epochs during training". For a single
     `GradientFlow` (or a ``{layer: value}`` dict) there is one line. The y axis is
     logarithmic: the vanishing gradients of plain VGG38 are 12 and more orders of magnitude
     below VGG08's, which a linear axis shows as a flat zero. Layers with no gradient (NaN or
-    0) are gaps.
+    0) are gaps. With `ax` the picture is drawn into that axes (the colour bar beside it).
 
     Example:
         >>> from cifarnets.analysis import GradientFlow
         >>> flow = GradientFlow(["stem.conv", "stages.0.block0.conv1", "head.fc"], [1e-18, 1e-15, 2e-4])
-        >>> gradient_flow(flow, "/tmp/flow.png")
-        PosixPath('/tmp/flow.png')
+        >>> ax = gradient_flow(flow).axes[0]
+        >>> len(ax.lines), ax.get_yscale(), [t.get_text() for t in ax.get_xticklabels()][-1]
+        (1, 'log', 'head.fc')
     """
     if isinstance(source, (History, str, os.PathLike)):
         history = _load_history(source)
         layers, epochs, matrix = _history_flow_matrix(history)
-        fig = _figure(max(8.0, 2.5 + 0.2 * min(len(layers), _MAX_LAYER_LABELS)), 5.5)
-        ax = fig.add_subplot()
+        fig, ax = _canvas(ax, max(8.0, 2.5 + 0.2 * min(len(layers), _MAX_LAYER_LABELS)), 5.5)
         norm = Normalize(min(epochs), max(epochs) if max(epochs) > min(epochs) else min(epochs) + 1)
         colours = colormaps[cmap]
         x = np.arange(len(layers))
@@ -206,14 +247,13 @@ def gradient_flow(
         _layer_axis(ax, layers)
         ax.set_title(title or f"Gradient flow of {history.name}: mean |∂L/∂W| per layer, "
                      f"averaged over each epoch ({len(epochs)} epochs)", fontsize=10)
-        return _save(fig, path)
+        return _root(fig)
 
     flow = _flow_from(source)  # type: ignore[arg-type]
     if not flow.layers:
         raise ValueError("gradient flow has no layers to plot")
     values = _positive(flow.values)
-    fig = _figure(max(7.0, 2.5 + 0.2 * min(len(flow), _MAX_LAYER_LABELS)), 5.0)
-    ax = fig.add_subplot()
+    fig, ax = _canvas(ax, max(7.0, 2.5 + 0.2 * min(len(flow), _MAX_LAYER_LABELS)), 5.0)
     ax.plot(np.arange(len(flow)), values, color=_RUN_COLOURS[0], lw=1.5, marker="o", ms=3.5)
     _gradient_axes(ax, _log_limits([values]))
     ax.set_xlabel("layer (input → classifier)")
@@ -225,15 +265,15 @@ def gradient_flow(
         details = [d for d in (setup, f"loss {flow.loss:.3f}" if math.isfinite(flow.loss) else "") if d]
         title += ("\n" + ", ".join(details)) if details else ""
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _root(fig)
 
 
 def gradient_flow_heatmap(
-    history: RunLike, path: PathLike, *, title: Optional[str] = None, cmap: str = "magma"
-) -> Path:
+    history: RunLike, *, ax: Optional[Axes] = None, title: Optional[str] = None, cmap: str = "magma"
+) -> Figure:
     """The gradient flow of a run as a layers x epochs map, with a logarithmic colour scale.
 
-    The reports' line plots (seeds 001-003) overlap when there are many epochs; the map
+    The coursework reports' line plots overlap when there are many epochs; the map
     shows every epoch of every layer at once, input layer at the top, and makes it plain
     when and where the gradient dies or recovers. Grey cells have no value.
 
@@ -241,8 +281,9 @@ def gradient_flow_heatmap(
         >>> from cifarnets.train.history import EpochRecord, History
         >>> h = History(model="vgg08", epochs=[EpochRecord(e, 4.0, 5.0, grad_flow={"stem.conv": 1e-6 * e,
         ...             "head.fc": 1e-4}) for e in (1, 2, 3)])
-        >>> gradient_flow_heatmap(h, "/tmp/heatmap.png")
-        PosixPath('/tmp/heatmap.png')
+        >>> fig = gradient_flow_heatmap(h)
+        >>> [t.get_text() for t in fig.axes[0].get_yticklabels()], fig.axes[1].get_ylabel()
+        (['stem.conv', 'head.fc'], 'mean |∂L/∂W| (log scale)')
     """
     history = _load_history(history)
     layers, epochs, matrix = _history_flow_matrix(history)
@@ -251,8 +292,7 @@ def gradient_flow_heatmap(
     limits = (float(finite.min()), float(finite.max())) if finite.size and finite.min() < finite.max() \
         else _log_limits([matrix])
     shown = min(len(layers), _MAX_LAYER_LABELS)
-    fig = _figure(max(6.0, 3.5 + 0.08 * len(epochs)), max(4.0, 1.5 + 0.16 * shown))
-    ax = fig.add_subplot()
+    fig, ax = _canvas(ax, max(6.0, 3.5 + 0.08 * len(epochs)), max(4.0, 1.5 + 0.16 * shown))
     colours = colormaps[cmap].with_extremes(bad="0.85")
     image = ax.imshow(
         np.ma.masked_invalid(matrix.T), aspect="auto", interpolation="nearest", cmap=colours,
@@ -266,19 +306,19 @@ def gradient_flow_heatmap(
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title or f"Gradient flow of {history.name} per layer and epoch", fontsize=10)
-    return _save(fig, path)
+    return _root(fig)
 
 
 def gradient_flow_comparison(
     flows: Mapping[str, GradientFlow],
-    path: PathLike,
     *,
+    ax: Optional[Axes] = None,
     title: Optional[str] = None,
     align: str = "depth",
-) -> Path:
+) -> Figure:
     """Several networks' gradient flow on one shared log axis: the reports' Figs. 2, 3 vs 5.
 
-    Seeds 001/002 compare VGG08 (Fig. 2), VGG38 (Fig. 3) and VGG38 BN+RC (Fig. 5) in
+    The VGG38 reports compare VGG08 (Fig. 2), VGG38 (Fig. 3) and VGG38 BN+RC (Fig. 5) in
     separate figures with separate scales; here they share one logarithmic axis, so the
     ~1e-18 of plain VGG38's first layer sits 12 decades below VGG08 and BN / RC visibly lift
     it back. Networks of different depth are aligned by relative depth (``align="depth"``:
@@ -287,24 +327,24 @@ def gradient_flow_comparison(
 
     Args:
         flows: ``{label: GradientFlow}``, e.g. from `compare_gradient_flow`.
-        path: output file.
+        ax: draw into this axes instead of a new figure.
         title: default: what was measured, from the flows' metadata (initialisation, batch
             size, seed).
         align: ``"depth"`` or ``"index"``.
 
     Example:
         >>> from cifarnets.analysis import compare_gradient_flow, random_batch
-        >>> flows = compare_gradient_flow(["vgg08", "vgg38", ("vgg38", {"bn": True})], *random_batch(8))
-        >>> gradient_flow_comparison(flows, "/tmp/comparison.png")
-        PosixPath('/tmp/comparison.png')
+        >>> flows = compare_gradient_flow(["vgg08", ("vgg08", {"bn": True})], *random_batch(2))
+        >>> ax = gradient_flow_comparison(flows).axes[0]
+        >>> [text.get_text().split("  ")[0] for text in ax.get_legend().get_texts()]
+        ['vgg08', 'vgg08 bn']
     """
     if align not in ("depth", "index"):
         raise ValueError(f"align must be 'depth' or 'index', got {align!r}")
     flows = {label: _flow_from(flow, label) for label, flow in flows.items()}
     if not flows or any(len(f) == 0 for f in flows.values()):
         raise ValueError("gradient_flow_comparison needs at least one gradient flow with layers")
-    fig = _figure(10.0, 5.5)
-    ax = fig.add_subplot()
+    fig, ax = _canvas(ax, 10.0, 5.5)
     arrays = []
     markers = "osD^vP*X"
     for i, (label, flow) in enumerate(flows.items()):
@@ -328,7 +368,7 @@ def gradient_flow_comparison(
         title = "Gradient flow per layer: mean |∂L/∂W| after one forward/backward pass"
         title += "\n" + _comparison_setup(list(flows.values()))
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _root(fig)
 
 
 def _comparison_setup(flows: list[GradientFlow]) -> str:
@@ -369,26 +409,29 @@ def _num_classes(history: History) -> Optional[int]:
 
 def curves(
     runs: Union[RunLike, Iterable[RunLike]],
-    path: PathLike,
     *,
     title: Optional[str] = None,
     chance: bool = True,
-) -> Path:
+) -> Figure:
     """Loss and accuracy per epoch of one or more runs: the reports' training-curve figures.
 
-    Two panels, (a) cross-entropy and (b) accuracy, as seeds 001/002 Figs. 1 and 4; one
-    colour per run, training dotted and validation solid as seed 003 Fig. 2 describes. A
+    Two panels, (a) cross-entropy and (b) accuracy, as the VGG38 reports' Figs. 1 and 4; one
+    colour per run, training dotted and validation solid as the deeper-VGG report's Fig. 2
+    describes. A
     star marks each run's best validation epoch (whose weights are tested); the legend
     gives the test accuracy when the run has one. With `chance`, grey lines mark chance
-    level (loss ln C, accuracy 100/C %): plain VGG38's curves sit on them (seed 001 §2:
-    "plateaus at approximately 4.6").
+    level (loss ln C, accuracy 100/C %): plain VGG38's curves sit on them (the VGG38 report,
+    §2: "plateaus at approximately 4.6").
 
     Example:
         >>> from cifarnets.train.history import EpochRecord, History
         >>> h = History(model="vgg08", epochs=[EpochRecord(e, 4 - e / 2, 10.0 * e, 4.1 - e / 3, 8.0 * e)
         ...                                    for e in (1, 2, 3)], best_epoch=3)
-        >>> curves([h], "/tmp/curves.png")
-        PosixPath('/tmp/curves.png')
+        >>> fig = curves([h])
+        >>> [ax.get_title() for ax in fig.axes]
+        ['(a) loss', '(b) accuracy']
+        >>> len(fig.axes[0].lines)   # train, validation, the best epoch's star, chance (ln 100)
+        4
     """
     if isinstance(runs, (History, str, os.PathLike)):
         runs = [runs]
@@ -442,7 +485,7 @@ def curves(
     fig.legend(handles + style, run_labels + ["train", "validation", "best validation epoch"],
                loc="outside lower center", ncol=min(len(handles), 3) + 3, fontsize=8, frameon=False)
     fig.suptitle(title or "Training curves: " + ", ".join(h.name for h in histories), fontsize=11)
-    return _save(fig, path)
+    return fig
 
 
 def _nan(value: Optional[float]) -> float:
@@ -507,31 +550,34 @@ def _mosaic(tiles: np.ndarray, cols: int, gap: int, background: float = 1.0) -> 
 
 def filters(
     model: nn.Module,
-    path: PathLike,
     *,
+    ax: Optional[Axes] = None,
     layer: Optional[str] = None,
     max_filters: int = 64,
     title: Optional[str] = None,
-) -> Path:
-    """The filters of the first convolution as a grid of small pictures (seed 004 §7.1).
+) -> Figure:
+    """The filters of the first convolution as a grid of small pictures (the AlexNet/VGG report, §7.1).
 
     Each filter is min-max normalised on its own, so structure is visible whatever its
     scale: RGB for 3 input channels (edge detectors and colour blobs in a trained network,
-    noise in one that never learned, as seed 004 finds for VGG-16), grey for 1 channel,
+    noise in one that never learned, as the AlexNet/VGG report finds for VGG-16), grey for 1 channel,
     and the mean over channels for any other number. Filter 0 is at the top left, then
     row by row.
 
     Args:
         model: the network.
-        path: output file.
+        ax: draw into this axes instead of a new figure.
         layer: a Conv2d by qualified name; default the model's ``pretrained_cfg["first_conv"]``
             or the first Conv2d.
         max_filters: draw at most this many output channels.
 
     Example:
         >>> import cifarnets
-        >>> filters(cifarnets.create("vgg08"), "/tmp/filters.png")
-        PosixPath('/tmp/filters.png')
+        >>> fig = filters(cifarnets.create("vgg08"))
+        >>> fig.axes[0].get_title().splitlines()[0]
+        'vgg08: 32 filters of stem.conv'
+        >>> fig.axes[0].images[0].get_array().shape   # 6 x 6 tiles of 3x3 pixels, 1-pixel gaps
+        (23, 23, 3)
     """
     if layer is None:
         layer, conv = _first_conv(model)
@@ -552,8 +598,7 @@ def filters(
         tiles = np.repeat(tiles, 3, axis=-1)
     rows, cols = _grid(count)
     gap = max(1, round(max(kh, kw) / 4))
-    fig = _figure(min(1.0 + 0.75 * cols, 10.0), min(0.9 + 0.75 * rows, 10.0))
-    ax = fig.add_subplot()
+    fig, ax = _canvas(ax, min(1.0 + 0.75 * cols, 10.0), min(0.9 + 0.75 * rows, 10.0))
     ax.imshow(_mosaic(tiles, cols, gap), interpolation="nearest")
     ax.set_axis_off()
     name = _model_label(model)
@@ -561,7 +606,7 @@ def filters(
     shown = f"{count} of {weight.shape[0]}" if weight.shape[0] > count else f"{count}"
     ax.set_title(title or f"{name}: {shown} filters of {layer}\n{kh}x{kw}, {colour}, each min-max normalised",
                  fontsize=10)
-    return _save(fig, path)
+    return _root(fig)
 
 
 _ACTIVATIONS = (
@@ -593,14 +638,13 @@ def _default_feature_layer(model: nn.Module, image: torch.Tensor) -> str:
 def feature_maps(
     model: nn.Module,
     image: torch.Tensor,
-    path: PathLike,
     *,
     layer: Optional[str] = None,
     max_maps: int = 32,
     title: Optional[str] = None,
     cmap: str = "viridis",
-) -> Path:
-    """The feature maps of one image at one layer, as a grid, next to the input (seed 004 §7.2).
+) -> Figure:
+    """The feature maps of one image at one layer, as a grid, next to the input (the AlexNet/VGG report, §7.2).
 
     The model runs in eval mode under ``no_grad`` with a forward hook on `layer`; the hook
     is removed and the modes restored afterwards. Each map has its own colour scale (the
@@ -611,15 +655,15 @@ def feature_maps(
         model: the network.
         image: one input ``(C, H, W)`` or ``(1, C, H, W)``, normalised as the model expects
             (``model.pretrained_cfg["mean"]``/``["std"]``).
-        path: output file.
         layer: qualified module name; default the output of the first conv block (the first
             activation after the first convolution, e.g. ``stem.act``).
         max_maps: draw at most this many channels.
 
     Example:
         >>> import cifarnets, torch
-        >>> feature_maps(cifarnets.create("vgg08"), torch.randn(3, 32, 32), "/tmp/maps.png")
-        PosixPath('/tmp/maps.png')
+        >>> fig = feature_maps(cifarnets.create("vgg08"), torch.randn(3, 32, 32), max_maps=4)
+        >>> [ax.get_title() for ax in fig.axes], fig.get_suptitle().split(" (")[0]
+        (['input', ''], 'vgg08: 4 of 32 feature maps at stem.act')
     """
     if image.dim() == 3:
         image = image.unsqueeze(0)
@@ -628,10 +672,8 @@ def feature_maps(
     inner = unwrap_model(model)
     param = next(inner.parameters(), None)
     image = image.to(param.device if param is not None else "cpu")
-    modes = {m: m.training for m in inner.modules()}
-    inner.eval()
     captured: list[torch.Tensor] = []
-    try:
+    with preserved_mode(inner, train=False):
         if layer is None:
             layer = _default_feature_layer(inner, image)
         module = _get_module(inner, layer)
@@ -643,9 +685,6 @@ def feature_maps(
                 inner(image)
         finally:
             hook.remove()
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
     if not captured:
         raise ValueError(f"layer {layer!r} did not run in the forward pass; choose a layer the model uses")
     if captured[0].dim() != 4:
@@ -690,7 +729,7 @@ def feature_maps(
     # healthy ones on per-map scales, so the title gives the layer's overall range.
     fig.suptitle(title or f"{name}: {count_text} feature maps at {layer} ({mh}x{mw})\neach on its own colour "
                  f"scale, values from {float(maps.min()):.3g} to {float(maps.max()):.3g}{dead_text}", fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 # ---------------------------------------------------------------- effective receptive field
@@ -718,18 +757,18 @@ def _pair(value: Union[int, float, Sequence[float]]) -> tuple[float, float]:
 
 def erf(
     result: Any,
-    path: PathLike,
     *,
+    ax: Optional[Axes] = None,
     rf: Optional[Union[int, tuple[int, int]]] = None,
     centre: Optional[tuple[float, float]] = None,
     title: Optional[str] = None,
     log: bool = False,
-) -> Path:
+) -> Figure:
     """An effective receptive field map with the theoretical receptive field drawn as a box.
 
     The effective receptive field (Luo et al. 2016) is how much each input pixel moves one
-    output unit: roughly Gaussian and much smaller than the theoretical receptive field of
-    seed 004 §4, whose box is drawn on it (dashed) together with the square holding 95 % of
+    output unit: roughly Gaussian and much smaller than the theoretical receptive field
+    (the AlexNet/VGG report, §4), whose box is drawn on it (dashed) together with the square holding 95 % of
     the gradient mass (dotted), so the two sizes can be compared by eye. When the
     theoretical field is far larger than the input (deep nets), the view stays on the input
     and the legend gives its size.
@@ -737,7 +776,7 @@ def erf(
     Args:
         result: an `~cifarnets.analysis.ErfResult` from
             ``effective_receptive_field(model, images)``, or a 2-D array (then give `rf`).
-        path: output file.
+        ax: draw into this axes instead of a new figure (the legend goes inside it).
         rf: theoretical receptive field in pixels (int, or (height, width)); overrides the
             result's. With an array and no `rf` only the map is drawn.
         centre: ``(row, col)`` of the unit's field centre in input pixels; default the
@@ -747,8 +786,9 @@ def erf(
     Example:
         >>> import numpy as np
         >>> yy, xx = np.mgrid[:32, :32]
-        >>> erf(np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 20), "/tmp/erf.png", rf=11)
-        PosixPath('/tmp/erf.png')
+        >>> fig = erf(np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 20), rf=11)
+        >>> [patch.get_label() for patch in fig.axes[0].patches]
+        ['theoretical receptive field 11 px', 'input']
     """
     parts = _erf_parts(result)
     grid = np.squeeze(parts["map"])
@@ -772,8 +812,8 @@ def erf(
             rh, rw = _pair(rf if rf is not None else parts["rf"])
             box = (cy - rh / 2, cx - rw / 2, cy + rh / 2, cx + rw / 2)
 
-    fig = _figure(6.6, 5.6)
-    ax = fig.add_subplot()
+    own = ax is None
+    fig, ax = _canvas(ax, 6.6, 5.6)
     positive = grid[grid > 0]
     norm = LogNorm(max(float(positive.min()), 1e-6), 1.0) if log and positive.size else None
     image = ax.imshow(np.where(grid > 0, grid, np.nan) if log else grid, cmap="inferno", norm=norm,
@@ -800,8 +840,10 @@ def erf(
     ax.set_xlim(view[1], view[3])
     ax.set_ylim(view[2], view[0])
     ax.set_facecolor("0.92")
-    # Under the picture, not on it: the map and the boxes fill the axes.
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    if own:  # under the picture, not on it: the map and the boxes fill the axes
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    else:  # the caller's layout is unknown: keep the legend inside the axes
+        ax.legend(loc="lower right", fontsize=6, framealpha=0.7)
     ax.set_xlabel("input column (pixels)")
     ax.set_ylabel("input row (pixels)")
     if title is None:
@@ -812,7 +854,7 @@ def erf(
         details = [f"{h}x{w} input"] + ([f"mean over {parts['num_images']} images"] if parts.get("num_images") else [])
         title += "\n" + ", ".join(details)
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _root(fig)
 
 
 def _size_text(rh: float, rw: float) -> str:

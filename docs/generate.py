@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
 RUNS = ROOT / "docs" / "_runs"  # training runs behind the pictures; not committed
 
-# Seeds 001/002, Table 1 in miniature: the baseline, the net that does not learn, the fix.
+# The VGG38 reports' Table 1 in miniature: the baseline, the net that does not learn, the fix.
 _TRAIN = ["--dataset", "fashion_mnist", "--split", "59000:1000", "--limit", "4000", "--epochs", "3",
           "--seed", "0", "--quiet", "--device", "cpu"]
 PICTURE_COMMANDS: list[list[str]] = [
@@ -38,7 +38,7 @@ PICTURE_COMMANDS: list[list[str]] = [
 
 
 def _zoo_rf_table() -> str:
-    """Receptive field and jump at the last feature map of every zoo model (SPEC §3)."""
+    """Receptive field and jump at the last feature map of every zoo model (docs/analysis.md)."""
     import torch
 
     import cifarnets
@@ -79,8 +79,9 @@ def generated_blocks() -> dict[str, str]:
     import torch
 
     import cifarnets
-    from cifarnets.analysis import receptive_field, seed004_correction_tables
+    from cifarnets.analysis import receptive_field
     from cifarnets.registry import model_table
+    from rf_corrections import correction_tables  # docs/, on the path when this file runs as a script
 
     with torch.device("meta"):
         vgg16 = receptive_field(cifarnets.create("vgg16"))
@@ -89,7 +90,7 @@ def generated_blocks() -> dict[str, str]:
         "model-table": model_table(),
         "rf-vgg16": vgg16.to_markdown(),
         "rf-resnet20": resnet20.to_markdown(),
-        "rf-seed004": seed004_correction_tables().rstrip("\n"),
+        "rf-corrections": correction_tables().rstrip("\n"),
         "rf-zoo": _zoo_rf_table(),
         "summary-zoo": _zoo_summary_table(),
     }
@@ -123,14 +124,14 @@ def draw_pictures() -> list[Path]:
         kwargs = {"bn": True, "rc": True} if name == "vgg38" else {}
         result = analysis.effective_receptive_field(cifarnets.create(name, **kwargs), images)
         title = f"{analysis.spec_label(name, kwargs)} at initialisation: effective vs theoretical receptive field"
-        written.append(plots.erf(result, IMG / f"erf_{name}.png", title=title, log=True))
+        written.append(plots.save(plots.erf(result, title=title, log=True), IMG / f"erf_{name}.png"))
 
     # Filters and feature maps of the trained VGG38 BN+RC (Fashion-MNIST: one input channel).
     model, _ = load_checkpoint(RUNS / "vgg38_bn_rc")
     data = load_dataset("fashion_mnist", split="none")
     image = normalize(data.test.images[:1], data.mean, data.std)[0]
-    written.append(plots.filters(model, IMG / "filters_vgg38_bn_rc.png"))
-    written.append(plots.feature_maps(model, image, IMG / "feature_maps_vgg38_bn_rc.png"))
+    written.append(plots.save(plots.filters(model), IMG / "filters_vgg38_bn_rc.png"))
+    written.append(plots.save(plots.feature_maps(model, image), IMG / "feature_maps_vgg38_bn_rc.png"))
     return written
 
 

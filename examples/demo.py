@@ -29,7 +29,7 @@ import cifarnets
 from cifarnets import analysis, plots
 from cifarnets.data import DatasetNotFoundError, load_dataset
 from cifarnets.registry import model_table
-from cifarnets.train import TrainConfig, fit
+from cifarnets.train import TrainConfig, fit, results_table
 
 # Seeds 001/002, Table 1: the plain baseline, the net that does not learn, and the fix.
 TRAINED = [("vgg08", {}), ("vgg38", {}), ("vgg38", {"bn": True, "rc": True})]
@@ -53,7 +53,7 @@ def show_gradient_at_init(out: Path) -> None:
         first, last = flow.values[0], flow.values[-1]
         print(f"{label:<14} {len(flow):>13} {first:>11.2e} {last:>11.2e} {first / vgg08_first:>15.1e}")
     print("\nPlain VGG38's first layer gets ~1e-12 of VGG08's gradient: it cannot learn. BN, RC and BN+RC restore it.")
-    path = plots.gradient_flow_comparison(flows, out / "gradient_flow_at_init.png")
+    path = plots.save(plots.gradient_flow_comparison(flows), out / "gradient_flow_at_init.png")
     print(f"picture: {path}")
 
 
@@ -83,14 +83,14 @@ def show_training(out: Path, epochs: int, limit: int) -> list:
         print(f"{label:<14} train loss {last.train_loss:.3f}  val acc {last.val_acc:5.1f} %  "
               f"test acc {history.test['acc']:5.1f} %  ({last.epoch_seconds:.0f} s/epoch)", flush=True)
         histories.append(history)
-    table = analysis.results_table(histories)
+    table = results_table(histories)
     print()
     print(table.to_markdown())
     print("\nPlain VGG38 stays at chance (10 %); VGG38 BN+RC learns. The curves and the per-epoch gradient flow:")
-    print(f"pictures: {plots.curves(histories, out / 'curves.png', title='Fashion-MNIST, short run')}")
+    print(f"pictures: {plots.save(plots.curves(histories, title='Fashion-MNIST, short run'), out / 'curves.png')}")
     for history in histories:
         slug = history.label.replace(" ", "_").replace("+", "_")
-        print(f"          {plots.gradient_flow(history, out / f'gradient_flow_{slug}.png')}")
+        print(f"          {plots.save(plots.gradient_flow(history), out / f'gradient_flow_{slug}.png')}")
     print(f"          {table.save(out / 'results.md')}")
     return histories
 
@@ -103,8 +103,8 @@ def show_structure(out: Path) -> None:
     s = analysis.summary(model, input_size=(3, 32, 32))
     print(f"VGG38 BN+RC: {s.total_params:,} parameters, {s.total_macs / 1e6:.1f} M multiply-adds per 32x32 image")
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
-    print(f"pictures: {plots.filters(model, out / 'filters_vgg38_bn_rc.png')}")
-    print(f"          {plots.feature_maps(model, image, out / 'feature_maps_vgg38_bn_rc.png')}")
+    print(f"pictures: {plots.save(plots.filters(model), out / 'filters_vgg38_bn_rc.png')}")
+    print(f"          {plots.save(plots.feature_maps(model, image), out / 'feature_maps_vgg38_bn_rc.png')}")
 
 
 def main(argv: list[str] | None = None) -> int:

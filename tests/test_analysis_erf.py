@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 import cifarnets
-import cifarnets.analysis._erf as erf_module
 from cifarnets.analysis._erf import ErfResult, effective_receptive_field
 
 
@@ -145,6 +142,3 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="no method 'trunk'"):
         effective_receptive_field(model, torch.randn(1, 3, 32, 32), method="trunk")
 
-
-def test_docstring_examples_run():
-    assert doctest.testmod(erf_module, optionflags=doctest.ELLIPSIS).failed == 0

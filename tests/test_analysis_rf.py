@@ -1,16 +1,14 @@
-"""Receptive fields traced with torch.fx (cifarnets.analysis._receptive_field).
+"""Receptive fields traced with torch.fx (cifarnets.analysis.receptive_field).
 
 Three kinds of evidence:
-* published/corrected values (SPEC §3, seed 004 §4) on reference nets written here and on
-  the zoo's own models;
+* published values, corrected where the AlexNet/VGG report errs (its §4; docs/references.md),
+  on reference nets written here and on the zoo's own models;
 * an independent measurement, the support of an input gradient in a linear, positive copy
   of each net, for every registered model and for random conv/pool stacks (hypothesis);
 * the geometry of every op the tracer claims to handle, each on a tiny net.
 """
 
 from __future__ import annotations
-
-import doctest
 
 import pytest
 import torch
@@ -21,26 +19,26 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cifarnets
-import cifarnets.analysis._receptive_field as rf_module
-from cifarnets.analysis._receptive_field import (
-    SEED004_ALEXNET_CORRECT,
-    SEED004_ALEXNET_REPORTED,
-    SEED004_VGG16_CORRECT,
+from cifarnets.analysis import (
     ReceptiveFieldAlignmentError,
     ReceptiveFieldError,
     ReceptiveFieldTable,
     gradient_receptive_field,
     receptive_field,
-    seed004_correction_tables,
 )
 
+# The recurrence r_l = r_{l-1} + (k_l - 1) j_{l-1} by hand, conv and pool rows in order: AlexNet-CIFAR conv1 ...
+# pool5 (the report prints 3, 6, 10, 14, 22, 30, 38, 46) and VGG-16 conv1_1 ... pool5 (the report: ... 108 ... 236).
+ALEXNET_RF = (3, 4, 8, 10, 18, 26, 34, 38)
+VGG16_RF = (3, 5, 6, 10, 14, 16, 24, 32, 40, 44, 60, 76, 92, 100, 132, 164, 196, 212)
+
 # --------------------------------------------------------------------------------------
-# Reference nets (SPEC §1b), written here so the tests do not depend on the zoo's code
+# Reference nets (the AlexNet/VGG report, §2), written here so the tests do not depend on the zoo's code
 # --------------------------------------------------------------------------------------
 
 
 class AlexNetCIFAR(nn.Module):
-    """Seed 004's AlexNet-CIFAR, torchvision style (features / classifier)."""
+    """The AlexNet/VGG report's AlexNet-CIFAR, torchvision style (features / classifier)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,7 +61,7 @@ class AlexNetCIFAR(nn.Module):
 
 
 class VGG16(nn.Module):
-    """Seed 004's VGG-16 for CIFAR, torchvision's make_layers style."""
+    """The AlexNet/VGG report's VGG-16 for CIFAR, torchvision's make_layers style."""
 
     cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
@@ -146,7 +144,7 @@ def _conv_pool(table: ReceptiveFieldTable) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------
-# Published and corrected values (SPEC §3)
+# Published and corrected values (docs/references.md)
 # --------------------------------------------------------------------------------------
 
 
@@ -163,7 +161,7 @@ def test_reference_nets_are_the_spec_nets():
 
 def test_alexnet_corrected_table():
     table = receptive_field(_meta(AlexNetCIFAR))
-    assert _conv_pool(table) == list(SEED004_ALEXNET_CORRECT) == [3, 4, 8, 10, 18, 26, 34, 38]
+    assert _conv_pool(table) == list(ALEXNET_RF)
     assert [r.jump for r in table if r.kind in ("conv", "maxpool")] == [1, 2, 2, 4, 4, 4, 4, 8]
     assert [r.output_size for r in table][:3] == [(32, 32), (16, 16), (16, 16)]
     # After flatten every feature depends on the whole pool5 map: 38 + (4 - 1) * 8.
@@ -173,7 +171,7 @@ def test_alexnet_corrected_table():
 def test_vgg16_corrected_table():
     table = receptive_field(_meta(VGG16))
     rfs = _conv_pool(table)
-    assert rfs == list(SEED004_VGG16_CORRECT)
+    assert rfs == list(VGG16_RF)
     names = ["conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2", "conv3_1", "conv3_2", "conv3_3", "pool3",
              "conv4_1", "conv4_2", "conv4_3", "pool4", "conv5_1", "conv5_2", "conv5_3", "pool5"]
     got = dict(zip(names, rfs))
@@ -194,26 +192,6 @@ def test_cifar_resnet_option_a_is_28n_minus_3(n):
     assert full[pool].rf == 28 * n - 3 + 7 * 4 and full[-1].is_global
 
 
-def test_report_numbers_differ_where_the_report_errs():
-    wrong = [i for i, (a, b) in enumerate(zip(SEED004_ALEXNET_REPORTED, SEED004_ALEXNET_CORRECT)) if a != b]
-    assert wrong == [1, 2, 3, 4, 5, 6, 7]  # right at conv1 only
-
-
-def test_seed004_correction_tables_from_reference_nets():
-    md = seed004_correction_tables(receptive_field(_meta(AlexNetCIFAR)), receptive_field(_meta(VGG16)))
-    assert "| Pool5 | 2×2 maxpool | 2 | 2 | 4 | 8 | 46 ✗ | 38 | 34 + (2 - 1)·4 = 38 | multiplies by the jump" in md
-    assert "| Conv1 | 3×3 conv | 3 | 1 | 1 | 1 | 3 | 3 | 1 + (3 - 1)·1 = 3 |  |" in md
-    assert "| Conv3 | 3×3 conv | 3 | 1 | 4 | 4 | 22 ✗ | 18 | 10 + (3 - 1)·4 = 18 | inherits the error above |" in md
-    assert "| Pool4 | 2×2 maxpool | 2 | 2 | 8 | 16 | 108 ✗ | 100 |" in md
-    assert "| Conv4_3 | 3×3 conv | 3 | 1 | 8 | 8 | 92 | 92 |" in md  # Table 3/4 right up to here
-    assert md.count("✗") == 7 + 5
-
-
-def test_seed004_correction_tables_from_the_zoo():
-    md = seed004_correction_tables()
-    assert "| Pool5 | 2×2 maxpool | 2 | 2 | 16 | 32 | 236 ✗ | 212 |" in md
-
-
 # --------------------------------------------------------------------------------------
 # The zoo: published values and the independent cross-check on every registered model
 # --------------------------------------------------------------------------------------
@@ -229,10 +207,10 @@ def test_zoo_resnets_28n_minus_3(name, n):
     assert table[pool].is_global
 
 
-def test_zoo_seed004_nets():
-    assert _conv_pool(receptive_field(_meta(cifarnets.create, "alexnet_cifar"))) == list(SEED004_ALEXNET_CORRECT)
+def test_zoo_alexnet_and_vgg16():
+    assert _conv_pool(receptive_field(_meta(cifarnets.create, "alexnet_cifar"))) == list(ALEXNET_RF)
     for name in ("vgg16", "vgg16_bn"):
-        assert _conv_pool(receptive_field(_meta(cifarnets.create, name))) == list(SEED004_VGG16_CORRECT)
+        assert _conv_pool(receptive_field(_meta(cifarnets.create, name))) == list(VGG16_RF)
 
 
 @pytest.mark.parametrize("name", cifarnets.list_models())
@@ -571,6 +549,3 @@ def test_input_size_and_method_errors():
     with pytest.raises(ReceptiveFieldError, match="too small for a 5x5 convolution"):
         receptive_field(nn.Sequential(nn.Conv2d(1, 1, 5)), (1, 3, 3))
 
-
-def test_docstring_examples_run():
-    assert doctest.testmod(rf_module, optionflags=doctest.ELLIPSIS).failed == 0

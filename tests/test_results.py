@@ -1,4 +1,4 @@
-"""The results table: seed 001 Table 1 columns, seed 004 Tables 5-7 numbers."""
+"""The results table: the VGG38 report's Table 1 columns, the AlexNet/VGG report's Tables 5-7 numbers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from cifarnets.analysis import ResultRow, results_table
+from cifarnets.train import ResultRow, results_table
 from cifarnets.train.history import EpochRecord, History
 
 

@@ -24,7 +24,7 @@ from ._gradient_flow import (
     spec_label,
     weight_layers,
 )
-from ._receptive_field import (
+from .receptive_field import (
     GradientReceptiveField,
     ReceptiveFieldAlignmentError,
     ReceptiveFieldError,
@@ -32,16 +32,13 @@ from ._receptive_field import (
     ReceptiveFieldTable,
     gradient_receptive_field,
     receptive_field,
-    seed004_correction_tables,
 )
-from ._results import ResultRow, ResultsTable, results_table
 from ._summary import LayerSummary, ModelSummary, summary
 
 __all__ = [
     "VANISHING_GRADIENT_SPECS", "ErfResult", "GradientFlow", "GradientFlowRecorder", "GradientReceptiveField",
     "LayerSummary", "ModelSpec", "ModelSummary", "ReceptiveFieldAlignmentError", "ReceptiveFieldError",
-    "ReceptiveFieldRow", "ReceptiveFieldTable", "ResultRow", "ResultsTable", "compare_gradient_flow",
-    "comparison_table",
+    "ReceptiveFieldRow", "ReceptiveFieldTable", "compare_gradient_flow", "comparison_table",
     "effective_receptive_field", "gradient_flow", "gradient_receptive_field", "random_batch", "receptive_field",
-    "results_table", "seed004_correction_tables", "spec_label", "summary", "unwrap_model", "weight_layers",
+    "spec_label", "summary", "unwrap_model", "weight_layers",
 ]

@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 
 from .._utils import preserved_mode
-from ._receptive_field import ReceptiveFieldError, Size2, _collapse, receptive_field
+from .receptive_field import ReceptiveFieldError, receptive_field
+from .receptive_field.geometry import Size2, collapse
 
 __all__ = ["ErfResult", "effective_receptive_field"]
 
@@ -99,7 +100,7 @@ class ErfResult:
             r1, c1 = min(hi[0], h - 1) + 1, min(hi[1], w - 1) + 1
             mass = sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0] if r1 > r0 and c1 > c0 else 0.0
             if mass >= need:
-                return _collapse((int(2 * r[0] + 1), int(2 * r[1] + 1)))
+                return collapse((int(2 * r[0] + 1), int(2 * r[1] + 1)))
         raise AssertionError("unreachable: the whole image holds all the mass")
 
     def ratio(self, share: float = 0.95) -> Optional[float]:

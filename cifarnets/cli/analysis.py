@@ -21,7 +21,7 @@ __all__ = ["register"]
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``gradflow`` and ``plot`` subcommands to `sub`."""
     p = sub.add_parser(
-        "gradflow", help="gradient flow of a network at initialisation (seeds 001-003 Figs. 2, 3, 5)",
+        "gradflow", help="gradient flow of a network at initialisation (the VGG38 reports' Figs. 2, 3, 5)",
         description="Mean |dL/dW| of every conv and linear layer after one forward/backward pass on a batch of "
                     "random N(0,1) images with random labels, drawn layer by layer on a log axis. With --compare, "
                     "several configurations built under the same seed share one picture: by default VGG08, VGG38, "
@@ -91,11 +91,11 @@ def _gradflow(args: argparse.Namespace) -> int:
     flows = compare_gradient_flow(specs, seed=args.seed, device=args.device, train=not args.eval_mode,
                                   batch_size=args.batch_size)
     if args.compare:
-        path = plots.gradient_flow_comparison(flows, args.out, align=args.align)
+        path = plots.save(plots.gradient_flow_comparison(flows, align=args.align), args.out)
         print(comparison_table(flows))
     else:
         flow = next(iter(flows.values()))
-        path = plots.gradient_flow(flow, args.out)
+        path = plots.save(plots.gradient_flow(flow), args.out)
         print(flow)
     print(f"\nwrote {path}")
     return 0
@@ -109,12 +109,11 @@ def _slug(name: str) -> str:
 
 def _plot(args: argparse.Namespace) -> int:
     from .. import plots
-    from ..analysis import results_table
-    from ..train.history import History
+    from ..train import History, results_table
 
     histories = [History.load(run) for run in args.runs]
     out: Path = args.out
-    written = [plots.curves(histories, out / "curves.png", title=args.title)]
+    written = [plots.save(plots.curves(histories, title=args.title), out / "curves.png")]
     skipped = []
     used: set[str] = set()
     for run, history in zip(args.runs, histories):
@@ -126,8 +125,8 @@ def _plot(args: argparse.Namespace) -> int:
         if not history.grad_flow_layers():
             skipped.append(f"{run}: no gradient flow recorded (train with grad_flow on)")
             continue
-        written.append(plots.gradient_flow(history, out / slug / "gradient_flow.png"))
-        written.append(plots.gradient_flow_heatmap(history, out / slug / "gradient_flow_heatmap.png"))
+        written.append(plots.save(plots.gradient_flow(history), out / slug / "gradient_flow.png"))
+        written.append(plots.save(plots.gradient_flow_heatmap(history), out / slug / "gradient_flow_heatmap.png"))
     table = results_table(histories)
     written += [table.save(out / "results.md"), table.save(out / "results.csv")]
     print(table.to_markdown())

@@ -34,6 +34,7 @@ from .loop import (
     resume,
 )
 from .optim import build_optimizer, build_scheduler
+from .results import ResultRow, ResultsTable, results_table
 
 __all__ = [
     "HISTORY_SCHEMA", "OPTIMIZERS", "RUNTIME_FIELDS", "RUN_FILES", "SCHEDULES", "CheckpointError", "EpochCallback",
@@ -41,3 +42,4 @@ __all__ = [
     "build_optimizer", "build_scheduler", "evaluate", "fit", "load_checkpoint", "read_metadata", "read_run_config",
     "resume", "save_weights", "strip_prefixes",
 ]
+__all__ += ["ResultRow", "ResultsTable", "results_table"]

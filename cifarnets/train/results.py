@@ -1,10 +1,13 @@
-"""The results table of a set of runs: seed 001 Table 1 and seed 004 Tables 5-7 in one.
+"""The results table of a set of runs: the VGG38 report's Table 1 and the AlexNet/VGG
+report's Tables 5-7 in one (docs/references.md lists the reports).
 
 For each run: its parameters, learning rate, best epoch and the losses and accuracies of
-that epoch (seed 001 Table 1: "# Params, Train loss, Train acc, Val loss, Val acc"), the
-test loss and accuracy of the best checkpoint (seed 004 Table 5), the mean time per epoch
-(seed 004 Table 6) and the parameters per percentage point of test accuracy (seed 004
+that epoch (the VGG38 report, Table 1: "# Params, Train loss, Train acc, Val loss, Val acc"),
+the test loss and accuracy of the best checkpoint (the AlexNet/VGG report, Table 5), the mean
+time per epoch (its Table 6) and the parameters per percentage point of test accuracy (its
 Table 7: VGG-8, 13.1 M parameters at 88.32 %, needs 148 K per point).
+
+Runs are read through `History.load`, so this module depends on nothing but the history.
 
 Example:
     >>> from cifarnets.train.history import EpochRecord, History
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .._utils import atomic_write
-from ..train.history import History
+from .history import History
 
 __all__ = ["ResultRow", "ResultsTable", "results_table"]
 
@@ -50,7 +53,7 @@ class ResultRow:
         train_loss, train_acc, val_loss, val_acc: that epoch's metrics.
         test_loss, test_acc: the best checkpoint on the test set.
         seconds_per_epoch: mean wall time of an epoch.
-        params_per_point: ``params / test_acc``, seed 004 Table 7.
+        params_per_point: ``params / test_acc``, the AlexNet/VGG report's Table 7.
     """
 
     run: str
@@ -127,7 +130,7 @@ def _fmt(column: str, value: object) -> str:
 class ResultsTable(Sequence[ResultRow]):
     """The rows of `results_table`, in the order of the runs given; a sequence of `ResultRow`.
 
-    `to_markdown` is for reports and the terminal (numbers rounded as the seeds print
+    `to_markdown` is for reports and the terminal (numbers rounded as the reports print
     them), `to_csv` keeps full precision for further analysis, `save` writes either.
     """
 
