@@ -77,11 +77,11 @@ def _zoo_summary_table() -> str:
 def generated_blocks() -> dict[str, str]:
     """Block name -> its Markdown, computed from the code (deterministic, a few seconds)."""
     import torch
+    from rf_corrections import correction_tables  # docs/, on the path when this file runs as a script
 
     import cifarnets
     from cifarnets.analysis import receptive_field
     from cifarnets.registry import model_table
-    from rf_corrections import correction_tables  # docs/, on the path when this file runs as a script
 
     with torch.device("meta"):
         vgg16 = receptive_field(cifarnets.create("vgg16"))

@@ -24,6 +24,7 @@ from ._gradient_flow import (
     spec_label,
     weight_layers,
 )
+from ._summary import LayerSummary, ModelSummary, summary
 from .receptive_field import (
     GradientReceptiveField,
     ReceptiveFieldAlignmentError,
@@ -33,7 +34,6 @@ from .receptive_field import (
     gradient_receptive_field,
     receptive_field,
 )
-from ._summary import LayerSummary, ModelSummary, summary
 
 __all__ = [
     "VANISHING_GRADIENT_SPECS", "ErfResult", "GradientFlow", "GradientFlowRecorder", "GradientReceptiveField",
