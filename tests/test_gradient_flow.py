@@ -1,4 +1,4 @@
-"""Gradient flow (seeds 001-003 Figs. 2, 3, 5): layer discovery, the numbers, the recorder,
+"""Gradient flow (the VGG38 reports' Figs. 2, 3, 5): layer discovery, the numbers, the recorder,
 wrappers, and the vanishing-gradient contrast of VGG38 at PyTorch's default init."""
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def test_comparison_labels_and_metadata(vanishing_flows):
 
 
 def test_plain_vgg38_gradient_vanishes_at_the_input_and_bn_rc_restore_it(vanishing_flows):
-    """Seeds 001-003: VGG38's first layers get ~nothing (1e-18 vs 1e-6); BN, RC and BN+RC fix it."""
+    """The VGG38 reports: VGG38's first layers get ~nothing (1e-18 vs 1e-6); BN, RC and BN+RC fix it."""
     first = {label: flow.values[0] for label, flow in vanishing_flows.items()}
     assert first["vgg38"] < 1e-9 * first["vgg08"]
     for fixed in ("vgg38 bn", "vgg38 rc", "vgg38 bn+rc"):

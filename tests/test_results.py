@@ -21,14 +21,14 @@ def run(model: str, params: int, test_acc, *, best: int = 2, epochs: int = 3, va
                    test=None if test_acc is None else {"loss": 0.5, "acc": test_acc}, **kwargs)
 
 
-# Seed 004 Table 7: parameters / test accuracy (%); the report rounds to thousands.
+# The AlexNet/VGG report's Table 7: parameters / test accuracy (%); the report rounds to thousands.
 @pytest.mark.parametrize("model, params, acc, published_k", [
     ("alexnet_cifar", 23_238_474, 87.81, 264),
     ("vgg16", 33_638_218, 10.00, 3_360),
     ("vgg16_bn", 33_646_666, 91.94, 366),
     ("vgg8_classic", 13_119_050, 88.32, 148),
 ])
-def test_parameters_per_accuracy_point_reproduce_seed004_table7(model, params, acc, published_k):
+def test_parameters_per_accuracy_point_reproduce_the_alexnet_vgg_reports_table7(model, params, acc, published_k):
     row = results_table([run(model, params, acc)])[0]
     assert row.params_per_point == pytest.approx(params / acc)
     # The report divides rounded counts (23.2 M / 87.81 = 264 K); exact counts differ by < 0.5 %.

@@ -1,5 +1,7 @@
-"""Analyses the reports' arguments rest on (SPEC §3): receptive fields, effective receptive
-fields, per-layer summaries, gradient flow and results tables.
+"""Analyses the reports' arguments rest on: receptive fields (the AlexNet/VGG report, §4),
+effective receptive fields, per-layer summaries and gradient flow (the coursework reports'
+figures); docs/references.md lists the reports. The results table of a set of runs is
+`cifarnets.train.results_table`.
 
     >>> import cifarnets
     >>> from cifarnets import analysis

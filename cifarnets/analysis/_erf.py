@@ -1,7 +1,7 @@
 """Effective receptive field (Luo, Li, Urtasun and Zemel, "Understanding the Effective
 Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016).
 
-The theoretical receptive field (`receptive_field`, seed 004 §4) says which input pixels
+The theoretical receptive field (`receptive_field`, the AlexNet/VGG report's §4) says which input pixels
 *can* influence a unit. Luo et al. measure how much each pixel *does*: set the gradient of
 the central output unit to one and every other to zero, back-propagate to the input, and
 average the magnitude over images. The map is close to Gaussian and usually covers only a

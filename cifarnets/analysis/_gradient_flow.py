@@ -1,7 +1,8 @@
 """Gradient flow: the mean absolute gradient of every weight layer, in network order.
 
-This is the quantity behind seeds 001-003's gradient-flow figures (seed 001 Figs. 2, 3
-and 5, seed 002 Figs. 2, 3 and 5, seed 003 Fig. 1): for each convolution and linear
+This is the quantity behind the coursework reports' gradient-flow figures (the VGG38
+reports' Figs. 2, 3 and 5, the deeper-VGG report's Fig. 1; docs/references.md lists the
+reports): for each convolution and linear
 layer, ``mean(|dL/dW|)`` over the entries of its weight, plotted from the first layer to
 the classifier. In plain VGG38 at PyTorch's default initialisation it collapses towards
 the input (about 1e-18 at the first convolution, against 1e-6 in VGG08); batch norm and
@@ -48,7 +49,7 @@ __all__ = [
 # (registry name, create() keywords), or a bare registry name.
 ModelSpec = Union[str, tuple[str, Mapping[str, Any]]]
 
-#: The five networks of seeds 001-002 (Table 1) whose gradient flow the reports compare.
+#: The five networks of the VGG38 reports' Table 1, whose gradient flow the reports compare.
 VANISHING_GRADIENT_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("vgg08", {}),
     ("vgg38", {}),
@@ -69,7 +70,7 @@ def _clean_name(name: str) -> str:
 def weight_layers(model: nn.Module, *, include_norm: bool = False) -> list[tuple[str, nn.Parameter]]:
     """The weight of every convolution and linear layer, in module order, named by the module.
 
-    These are the layers of the reports' gradient-flow figures (seeds 001-003): the
+    These are the layers of the coursework reports' gradient-flow figures: the
     parameters with ``dim >= 2`` owned directly by a convolution (any ``_ConvNd``) or
     ``nn.Linear`` (subclasses included, e.g. timm's ``StdConv2d``). Biases are left out:
     the reports plot weights. Names are the qualified module names with DDP /
@@ -280,7 +281,7 @@ def gradient_flow(
 ) -> GradientFlow:
     """Mean |grad| of every weight layer after one forward/backward on one batch.
 
-    The diagnosis of seeds 001-003's Figs. 2, 3 and 5 without a training run: on a freshly
+    The diagnosis of the VGG38 reports' Figs. 2, 3 and 5 without a training run: on a freshly
     created model it shows at once whether the gradient reaches the first layers. The
     gradients come from ``torch.autograd.grad``, so the model's ``.grad`` fields are never
     touched; its train/eval mode and buffers (BN running statistics) are restored.
@@ -363,7 +364,7 @@ def compare_gradient_flow(
     """`gradient_flow` of several registry models, each built with `cifarnets.create` under `seed`.
 
     With the default specs (VGG08, VGG38, VGG38 BN, VGG38 RC, VGG38 BN+RC) and PyTorch's
-    default initialisation this reproduces the contrast of seeds 001-003's Figs. 2, 3 and
+    default initialisation this reproduces the contrast of the VGG38 reports' Figs. 2, 3 and
     5 at step 0: on a batch of 64 N(0, 1) images with random CIFAR-100 labels the first
     convolution gets a mean |grad| of about 1.5e-6 in VGG08, 1e-18 in plain VGG38, ~1 with
     BN, 1.7e-6 with RC and 7e-2 with BN+RC. Every model starts from the same RNG state, and
@@ -433,7 +434,7 @@ def comparison_table(flows: Mapping[str, GradientFlow]) -> str:
     """A text table of several networks' gradient flow: one row per layer, one column per network.
 
     Layers a network lacks show as ``–``; the last row is each network's loss. This is the
-    terminal form of `cifarnets.plots.gradient_flow_comparison` (seeds 001-003 Figs. 2, 3, 5).
+    terminal form of `cifarnets.plots.gradient_flow_comparison` (the VGG38 reports' Figs. 2, 3, 5).
     """
     labels = list(flows)
     names = _merged_layers(list(flows.values()))

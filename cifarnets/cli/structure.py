@@ -17,7 +17,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser(
         "rf", help="receptive field of every layer",
         description="Receptive field, jump and centre after every spatial layer, traced from the module graph "
-                    "(seed 004 §4, corrected as in SPEC §3).",
+                    "(the AlexNet/VGG report's §4, with its corrections: docs/references.md).",
     )
     add_model_arguments(p)
     p.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"))

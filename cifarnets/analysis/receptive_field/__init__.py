@@ -1,11 +1,12 @@
 """Theoretical receptive field of a CNN, traced from its `torch.fx` graph.
 
-Seed 004 (§4) tabulates, layer by layer, the kernel, stride, cumulative stride ("jump") and
+The AlexNet/VGG report (§4) tabulates, layer by layer, the kernel, stride, cumulative stride ("jump") and
 receptive field of AlexNet-CIFAR and VGG-16, with the recurrence
 
     r_l = r_{l-1} + (k_l - 1) * j_{l-1},    j_l = j_{l-1} * s_l
 
-and breaks it in places (SPEC §3): the jump *before* a layer multiplies, not the one after.
+and breaks it in places (docs/references.md): the jump *before* a layer multiplies, not the
+one after.
 This module computes the table from the model itself, so it cannot drift from the code:
 
 * the graph comes from `torch.fx` symbolic tracing (not from the order in which forward hooks
@@ -26,7 +27,7 @@ This module computes the table from the model itself, so it cannot drift from th
 * where paths merge (``+``, ``torch.cat``, ``*``), they must have the same jump and centre,
   else the merged unit mixes windows shifted against each other and "the" receptive field
   is not defined: `ReceptiveFieldAlignmentError` says where and by how much. Aligned
-  paths merge to the largest receptive field among them (SPEC §3). With ``strict=False``
+  paths merge to the largest receptive field among them. With ``strict=False``
   misaligned paths merge to the hull of all their windows, which is exactly the extent of
   the merged unit's input dependence.
 

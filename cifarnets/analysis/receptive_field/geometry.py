@@ -113,13 +113,13 @@ class ReceptiveFieldRow:
     Attributes:
         layer: qualified module name (``features.3``), or for a function call the module
             it is called in and the function (``layer1.0.add``).
-        op: what the op is, in seed 004's words (``3×3 conv``, ``2×2 maxpool``).
+        op: what the op is, in the AlexNet/VGG report's words (``3×3 conv``, ``2×2 maxpool``).
         kind: machine-readable op kind: ``conv``, ``maxpool``, ``avgpool``, ``lppool``,
             ``adaptive_avgpool``, ``adaptive_maxpool``, ``pad``, ``slice``, ``merge``,
             ``flatten``, ``reduce``, or ``output`` (rows made by `ReceptiveFieldTable.at`).
         kernel, stride, padding, dilation: the op's geometry; ``padding`` is the padding
             before the first pixel (top/left), negative for a crop. ``None`` for merges.
-        jump: cumulative stride after the op (seed 004's "Cum. Stride").
+        jump: cumulative stride after the op (the AlexNet/VGG report's "Cum. Stride").
         rf: receptive field size after the op.
         centre: centre of output unit 0's receptive field, in input pixel coordinates
             (pixel 0 is the first input pixel; half-integers are between pixels).
@@ -176,7 +176,7 @@ class ReceptiveFieldTable(Sequence[ReceptiveFieldRow]):
     A sequence of `ReceptiveFieldRow`: ``table[-1].rf`` is the receptive field of the
     model's output, ``table["features.10"]`` looks a row up by layer name, and
     ``table.at("layer3")`` gives the geometry at the output of any module, leaf or not.
-    ``print(table)`` shows seed 004's columns (plus padding, dilation, centre and output
+    ``print(table)`` shows the AlexNet/VGG report's columns (plus padding, dilation, centre and output
     size); `to_markdown` gives the same for docs.
 
     Merge rows (``kind == "merge"``) mark where paths join, so that in a residual net the

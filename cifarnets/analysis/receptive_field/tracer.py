@@ -754,7 +754,8 @@ def receptive_field(
 ) -> ReceptiveFieldTable:
     """Trace `model` with torch.fx and tabulate the receptive field after every spatial op.
 
-    Seed 004 §4 computes this by hand (and errs, SPEC §3); here it is derived from the
+    The AlexNet/VGG report (§4) computes this by hand, and errs (docs/references.md lists
+    the corrections); here it is derived from the
     graph, so branches and merges are handled: the receptive field of a multi-path net is
     the largest over its paths, after checking at every merge that the paths are aligned.
 
@@ -792,7 +793,7 @@ def receptive_field(
         ...     nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         ...     nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(), nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
         ...     nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        >>> [r.rf for r in receptive_field(alexnet_trunk)]   # SPEC §3, corrected seed 004 Table 2
+        >>> [r.rf for r in receptive_field(alexnet_trunk)]   # the AlexNet/VGG report's Table 2, corrected
         [3, 4, 8, 10, 18, 26, 34, 38]
     """
     size = check_input_size(input_size)
