@@ -134,8 +134,9 @@ def get_norm_layer(norm_layer: NormLayer) -> Optional[Callable[[int], nn.Module]
     knows ("groupnorm", "layernorm2d", ...).
 
     Example:
-        >>> get_norm_layer("detached_batchnorm")(16)
-        DetachedBatchNorm2d(16, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+        >>> norm = get_norm_layer("detached_batchnorm")(16)
+        >>> type(norm).__name__, norm.num_features
+        ('DetachedBatchNorm2d', 16)
     """
     if norm_layer is None or callable(norm_layer):
         return norm_layer

@@ -61,11 +61,11 @@ def create_shortcut(
     ``nn.Identity`` when the shapes already match.
 
     Example:
-        >>> create_shortcut("projection", 16, 32, 2, nn.BatchNorm2d)
-        Sequential(
-          (0): Conv2d(16, 32, kernel_size=(1, 1), stride=(2, 2), bias=False)
-          (1): BatchNorm2d(32, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
-        )
+        >>> conv, norm = create_shortcut("projection", 16, 32, 2, nn.BatchNorm2d)
+        >>> conv
+        Conv2d(16, 32, kernel_size=(1, 1), stride=(2, 2), bias=False)
+        >>> type(norm).__name__, norm.num_features
+        ('BatchNorm2d', 32)
     """
     if kind not in SHORTCUTS:
         raise ValueError(f"unknown shortcut {kind!r}; use one of {list(SHORTCUTS)}")

@@ -1,4 +1,4 @@
-"""Suite-wide settings."""
+"""Suite-wide settings: for the tests in tests/ and the docstring examples in cifarnets/ alike."""
 
 from __future__ import annotations
 
