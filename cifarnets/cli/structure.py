@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 import torch
 
@@ -14,28 +15,32 @@ __all__ = ["register"]
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser(
-        "rf", help="receptive field of every layer",
+    """Add the ``rf`` and ``summary`` subcommands to `sub`."""
+    p = _structure_parser(
+        sub, "rf", _rf, help="receptive field of every layer",
         description="Receptive field, jump and centre after every spatial layer, traced from the module graph "
                     "(the AlexNet/VGG report's §4, with its corrections: docs/references.md).",
     )
-    add_model_arguments(p)
-    p.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"))
     p.add_argument("--features", action="store_true", help="trace forward_features only (the conv trunk)")
     p.add_argument("--hull", action="store_true",
                    help="where misaligned paths merge, take the hull of their windows instead of failing")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    p.set_defaults(handler=_rf)
-
-    p = sub.add_parser(
-        "summary", help="per-layer output shape, parameters and MACs",
+    _structure_parser(
+        sub, "summary", _summary, help="per-layer output shape, parameters and MACs",
         description="Per-layer output shape, parameters and multiply-accumulates for one image, counted with "
                     "torch.utils.flop_counter.",
     )
+
+
+def _structure_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str,
+                      handler: Callable[[argparse.Namespace], int],
+                      **texts: str) -> argparse.ArgumentParser:
+    """A subcommand that builds a model and prints one of its tables: the model, its input size, --markdown."""
+    p = sub.add_parser(name, **texts)
     add_model_arguments(p)
     p.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"))
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    p.set_defaults(handler=_summary)
+    p.set_defaults(handler=handler)
+    return p
 
 
 def _meta_model(args: argparse.Namespace) -> torch.nn.Module:
