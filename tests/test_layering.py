@@ -1,4 +1,5 @@
-"""One layer order: no module of the package imports a part above its own.
+"""One layer order: no module of the package imports a part above its own, nor another
+module's private names.
 
 The order is the drawing in README.md's Development section (between the ``layers`` markers),
 read here, so the picture a newcomer sees is the rule the suite enforces. Every import is
@@ -102,7 +103,7 @@ def imported_modules(tree: ast.Module, name: str, is_package: bool, package_dir:
 
 
 def violations(package_dir: Path, parts: list[Part]) -> list[str]:
-    """Every upward import, import of a peer part, import of the facade, and module without a part."""
+    """Every upward import, import of a peer part, of the facade or of a private name, and module without a part."""
     found = []
     for path in sorted(package_dir.rglob("*.py")):
         relative = path.relative_to(package_dir).as_posix()
@@ -117,6 +118,10 @@ def violations(package_dir: Path, parts: list[Part]) -> list[str]:
             if target_file is None:
                 continue  # not a module of the package
             where = f"{PACKAGE}/{relative}:{line}"
+            private = [n for n in names if n.startswith("_") and not n.endswith("__")]
+            if private:
+                found.append(f"{where} imports the private name(s) {', '.join(private)} of {target}: make what "
+                             f"modules share public within the package, or move it to the module that uses it")
             if target_file == FACADE and relative != FACADE:
                 if names and all(n.startswith("__") and n.endswith("__") for n in names):
                     continue  # package metadata such as __version__
@@ -171,7 +176,7 @@ def test_the_check_finds_every_kind_of_upward_import(tmp_path, parts):
         "data/__init__.py": "import importlib\nimportlib.import_module('cifarnets.train')\n",
         "layers/__init__.py": "import cifarnets\nfrom .. import registry\n",  # facade; models level is above
         "hub.py": "from .sweep import grid\n",  # a peer on its own level
-        "sweep/__init__.py": "", "sweep/grid.py": "",
+        "sweep/__init__.py": "", "sweep/grid.py": "from ._pick import _best, best\n", "sweep/_pick.py": "",
         "extra.py": "",
     })
     found = violations(root, parts)
@@ -184,6 +189,8 @@ def test_the_check_finds_every_kind_of_upward_import(tmp_path, parts):
         "cifarnets/layers/__init__.py:1 imports the package's public API (cifarnets); import the part that "
         "defines the name instead (e.g. `from ..registry import create`)",
         "cifarnets/layers/__init__.py:2: layers imports cifarnets.registry from models, a part above it",
+        "cifarnets/sweep/grid.py:1 imports the private name(s) _best of cifarnets.sweep._pick: make what modules "
+        "share public within the package, or move it to the module that uses it",
         "cifarnets/train/loop.py:1: train imports cifarnets.cli from cli, a part above it",
     ]
     assert found == expected
