@@ -1,13 +1,21 @@
 """Theoretical receptive field of a CNN, traced from its `torch.fx` graph.
 
-The AlexNet/VGG report (§4) tabulates, layer by layer, the kernel, stride, cumulative stride ("jump") and
-receptive field of AlexNet-CIFAR and VGG-16, with the recurrence
+The AlexNet/VGG report (§4) tabulates, layer by layer, the kernel, stride, cumulative stride
+("jump") and receptive field of AlexNet-CIFAR and VGG-16, with the recurrence
 
     r_l = r_{l-1} + (k_l - 1) * j_{l-1},    j_l = j_{l-1} * s_l
 
 and breaks it in places (docs/references.md): the jump *before* a layer multiplies, not the
-one after.
-This module computes the table from the model itself, so it cannot drift from the code:
+one after. This package computes the table from the model itself, so it cannot drift from
+the code. One file per concern:
+
+* `geometry.py`: the geometry of one tensor (`Geom`, `window`) and the table
+  (`ReceptiveFieldRow`, `ReceptiveFieldTable`) with its errors;
+* `tracer.py`: `receptive_field`, the torch.fx tracer and the interpreter that applies each
+  op's rule;
+* `gradient_check.py`: `gradient_receptive_field`, the independent cross-check.
+
+How it works:
 
 * the graph comes from `torch.fx` symbolic tracing (not from the order in which forward hooks
   fire, which says nothing about how paths branch and merge);
