@@ -34,7 +34,8 @@ Example:
     >>> fig = plots.gradient_flow_comparison(flows)
     >>> [line.get_label().split()[0] for line in fig.axes[0].lines]
     ['vgg08', 'vgg38']
-    >>> plots.save(fig, Path(tempfile.mkdtemp()) / "gradflow.png").name
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     plots.save(fig, Path(folder) / "gradflow.png").name
     'gradflow.png'
 """
 
@@ -110,8 +111,8 @@ def save(fig: Figure, path: PathLike, *, dpi: int = _DPI) -> Path:
         >>> import tempfile
         >>> from pathlib import Path
         >>> fig = gradient_flow({"conv": 1e-6, "fc": 1e-4})
-        >>> path = save(fig, Path(tempfile.mkdtemp()) / "flow.svg")
-        >>> path.read_bytes().lstrip().startswith(b"<?xml")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save(fig, Path(folder) / "flow.svg").read_bytes().lstrip().startswith(b"<?xml")
         True
     """
     if not isinstance(fig, Figure):
