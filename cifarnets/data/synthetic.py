@@ -21,6 +21,7 @@ import time
 import torch
 
 from .containers import ImageSet
+from .errors import DataArgumentError
 from .seeding import make_generator
 
 __all__ = ["SYNTHETIC_CLASSES", "make_synthetic_images", "make_synthetic_splits"]
@@ -58,7 +59,7 @@ def make_synthetic_images(num: int, *, seed: int, split: str = "train", size: in
         (torch.Size([100, 3, 32, 32]), torch.uint8, [10, 10, 10])
     """
     if num < 0:
-        raise ValueError(f"num must be non-negative; got {num}.")
+        raise DataArgumentError(f"num must be non-negative; got {num}.")
     cached = _generate(int(num), int(seed), str(split), int(size))
     return ImageSet(cached.images.clone(), cached.labels.clone())
 

@@ -20,6 +20,9 @@ __all__ = ["EpochRecord", "History", "HISTORY_SCHEMA"]
 
 HISTORY_SCHEMA = 1
 
+# create() keywords that follow the data set rather than name a variant of the model.
+_DATA_KEYWORDS = ("in_chans", "num_classes")
+
 
 @dataclass
 class EpochRecord:
@@ -57,7 +60,9 @@ class History:
 
     Attributes:
         model: registry name of the model.
-        model_kwargs: keywords given to `cifarnets.create` (flags such as ``bn``, ``rc``).
+        model_kwargs: the `cifarnets.create` keywords of the model (``bn``, ``rc``, ...,
+            ``in_chans``, ``num_classes``): the same keywords as in ``config.json`` and the
+            checkpoints.
         params: parameter count.
         config: the `TrainConfig` as a dict.
         epochs: one `EpochRecord` per finished epoch.
@@ -68,6 +73,9 @@ class History:
         label: short name for legends; defaults to the model and its flags.
         dataset: the data set trained on (``"cifar100"``, ``"synthetic"``, ...).
         num_classes: classes of that data set (the chance level of the curves); 0 if unknown.
+        changes: what resumed runs changed, one entry per resume that changed something:
+            ``{"epoch": first epoch under the change, "changed": {field: [old, new]}}``
+            (learning rate and schedule with ``change_schedule=True``, ``world_size``).
 
     Example:
         >>> h = History(model="vgg08", params=59716)
@@ -86,13 +94,15 @@ class History:
     label: str = ""
     dataset: str = ""
     num_classes: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        """`label`, or the model and its flags (``"vgg38 bn rc"``)."""
+        """`label`, or the model and its flags (``"vgg38 bn rc"``; the data set's in_chans/num_classes left out)."""
         if self.label:
             return self.label
-        flags = [k if v is True else f"{k}={v}" for k, v in self.model_kwargs.items() if v not in (False, None)]
+        flags = [k if v is True else f"{k}={v}" for k, v in self.model_kwargs.items()
+                 if v not in (False, None) and k not in _DATA_KEYWORDS]
         return " ".join([self.model, *flags])
 
     def best(self) -> Optional[EpochRecord]:
