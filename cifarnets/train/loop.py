@@ -465,15 +465,16 @@ class _Run:
         step = lo + (int(local_bad[0]) if local_bad.numel() else 0)
         value = float(step_loss[step])
         lr = self.optimizer.param_groups[0]["lr"]
+        lower = self.config.lr / 10
         if self.folder is not None:
             where = (f"the run stopped and {self.folder.path} keeps epoch {epoch - 1}. Continue from there with a "
                      f"lower learning rate: cifarnets train --resume {self.folder.path} --change-schedule "
-                     f"--lr {lr / 10:g} "
-                     f"(Python: resume({str(self.folder.path)!r}, change_schedule=True, lr={lr / 10:g}); "
+                     f"--lr {lower:g} "
+                     f"(Python: resume({str(self.folder.path)!r}, change_schedule=True, lr={lower:g}); "
                      "--warmup-epochs may be changed the same way)")
         else:
             where = ("the run stopped; no checkpoint was kept (set out_dir / --out to keep the last good epoch). "
-                     f"Run again with a lower learning rate (--lr {lr / 10:g}) or a warm-up (--warmup-epochs)")
+                     f"Run again with a lower learning rate (--lr {lower:g}) or a warm-up (--warmup-epochs)")
         cause = ("deep nets without batch norm also diverge at rates their BN versions take (seeds 001-003). "
                  "The usual cause is a learning rate too high for this model")
         if math.isfinite(value):
