@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# How NCCL and gloo report a peer that stopped answering or died.
+_PEER_LOST = re.compile(r"timed out|timeout|connection (closed|reset)|broken pipe", re.IGNORECASE)
 
 EpochCallback = Callable[[EpochRecord, History], None]
 """Called on rank 0 after every finished (and saved) epoch with its record and the history so far."""
@@ -639,8 +643,8 @@ def fit(
                 run.load_best()
                 return run.history
             return run.run()
-    except torch.distributed.DistError as err:
-        if not ctx.distributed:
+    except RuntimeError as err:  # torch.distributed.DistError, or gloo's plain RuntimeError "Timed out waiting ..."
+        if isinstance(err, CifarnetsError) or not ctx.distributed or not _PEER_LOST.search(str(err)):
             raise
         raise DistributedError(
             f"rank {ctx.rank}: another process of this {ctx.world_size}-process job stopped answering within "
