@@ -12,8 +12,16 @@ from safetensors.torch import load_file
 
 import cifarnets
 from cifarnets import _utils as atomic_io
-from cifarnets.train import CheckpointError, atomic_write, load_checkpoint, read_metadata, save_weights, strip_prefixes
-from cifarnets.train import History, RunDir
+from cifarnets.train import (
+    CheckpointError,
+    History,
+    RunDir,
+    atomic_write,
+    load_checkpoint,
+    read_metadata,
+    save_weights,
+    strip_prefixes,
+)
 from cifarnets.train.checkpoint import state_dict_for_save
 
 

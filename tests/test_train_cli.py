@@ -212,3 +212,62 @@ def test_run_files_are_readable_by_the_group_and_a_denied_read_says_so(tmp_path,
     assert cli.main(["eval", str(run), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "permission denied" in err and "No such file" not in err
+
+
+def _readme_training_commands() -> list[list[str]]:
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Training", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    commands = []
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "cifarnets":
+            commands.append(words[1:])
+    return commands
+
+
+def test_the_readme_training_commands_run(tmp_path, capsys):
+    """Each `cifarnets ...` line of the README's Training section parses exactly as written, with valid
+    settings; then the same commands run shortened (tiny width, synthetic data, one epoch)."""
+    from cifarnets.train import TrainConfig
+
+    commands = _readme_training_commands()
+    assert [c[0] for c in commands] == ["train", "train", "train", "eval"]
+    parser = cli.build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)
+        if argv[0] == "train" and not args.resume:
+            TrainConfig(**train_cmd._train_config_kwargs(args))  # every value is valid
+            if args.data_norm:
+                from cifarnets.data import resolve_normalization
+
+                resolve_normalization(args.data_norm, args.dataset, 3)
+    assert "--batch-size 128" in " ".join(commands[1]) and "--data-norm cifar10_seed000" in " ".join(commands[1])
+
+    run = str(tmp_path / "run")
+    short = {"--dataset": "synthetic", "--epochs": "1", "--batch-size": "50", "--split": "none"}
+
+    def shorten(argv: list[str]) -> list[str]:
+        out, i = [], 0
+        while i < len(argv):
+            word = argv[i]
+            if word in ("--download", "--data-norm"):
+                i += 1 if word == "--download" else 2
+                continue
+            if word in short:
+                out += [word, short[word]]
+                i += 2
+                continue
+            out.append(run if word.startswith("runs/") else word)
+            i += 1
+        return out
+
+    first = shorten(commands[0]) + ["--width", "8", "--limit", "100", "--quiet", "--device", "cpu"]
+    assert cli.main(first) == 0
+    assert cli.main(shorten(commands[2])) == 0 and "nothing to do" not in capsys.readouterr().err
+    assert cli.main(shorten(commands[3]) + ["--device", "cpu"]) == 0
+    assert "synthetic test" in capsys.readouterr().out

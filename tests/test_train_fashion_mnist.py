@@ -1,6 +1,6 @@
 """VGG08 with one input channel learns the real Fashion-MNIST in one epoch (>= 80 % test accuracy).
 
-The one real image data set on the build machine (SPEC §4: Debian's dataset-fashion-mnist).
+The one real image data set on the build machine (Debian's dataset-fashion-mnist).
 The recipe is chosen for a short CPU run that passes with a margin, not to reproduce a report:
 one epoch over a class-stratified 20,000-image subset, Adam 3e-3 with a per-step cosine to 0,
 batch 50, no augmentation (one pass does not profit from it), and VGG08 with BN in its blocks

@@ -1,4 +1,4 @@
-"""Data sets, splits, normalisation presets and a fast device-side input pipeline (SPEC §2).
+"""Data sets, splits, normalisation presets and a fast device-side input pipeline.
 
 The seed reports train on CIFAR-10 (seeds 000, 004) and CIFAR-100 (seeds 001-003) with
 random-crop + flip augmentation, per-channel normalisation and, for some, a held-out

@@ -1,7 +1,7 @@
 """Batched, on-device random crop (zero padding) + horizontal flip, and normalisation.
 
 The reports augment with torchvision's ``RandomCrop(32, padding=4)`` followed by
-``RandomHorizontalFlip()`` (SPEC §2). Per image, that is: pad with zeros, pick a top-left
+``RandomHorizontalFlip()``. Per image, that is: pad with zeros, pick a top-left
 corner uniformly in ``{0..2p} x {0..2p}`` of the padded image, cut out the original size,
 and mirror with probability 1/2. Here the same draw is made for a whole batch at once and
 applied with one gather, so a batch on the GPU costs a few kernel launches instead of a

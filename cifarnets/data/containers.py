@@ -3,7 +3,7 @@
 A CIFAR split is small (50,000 x 3 x 32 x 32 bytes = 147 MiB), so it is held whole as one
 uint8 tensor instead of a `torch.utils.data.Dataset` of PIL images: that is what lets
 `DeviceLoader` keep it on the GPU and augment a batch with a handful of tensor ops
-(SPEC §2; STYLE.md, airbench).
+(STYLE.md, airbench).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class DataBundle:
 
     `mean`/`std` are the per-channel normalisation (on the [0, 1] scale) that
     `DeviceLoader` applies; they are chosen when the bundle is made (`load_dataset(norm=)`,
-    SPEC §2). `val` is None when the split has no validation part (seed 004 trains on all
+    the reports). `val` is None when the split has no validation part (seed 004 trains on all
     50,000 images). `split` records the (train, val) sizes and `split_seed` the seed that
     drew them, so a run's log can say exactly which images it trained on.
 

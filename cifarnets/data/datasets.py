@@ -1,4 +1,4 @@
-"""Loading the data sets of the seed reports into `DataBundle`s (SPEC §2, §4).
+"""Loading the data sets of the seed reports into `DataBundle`s (the seed reports; ResNet-18, VGG and AlexNet reports).
 
 * CIFAR-10 / CIFAR-100 come through `torchvision.datasets.CIFAR10/CIFAR100`: the same file
   layout, checksums and download code as torchvision. What cifarnets adds is an error that
@@ -448,7 +448,7 @@ def load_dataset(
     limit: Optional[int] = None,
     synthetic_sizes: tuple[int, int] = (5000, 1000),
 ) -> DataBundle:
-    """Load a data set of the seed reports as a `DataBundle` (SPEC §2).
+    """Load a data set of the seed reports as a `DataBundle`.
 
     Args:
         name: "cifar10", "cifar100", "fashion_mnist" or "synthetic".

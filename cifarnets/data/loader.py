@@ -5,7 +5,7 @@ crop/flip parameters, made on the CPU from a generator seeded by (seed, epoch) a
 the device once; each batch is then an index, a pad, a gather and a fused normalise on the
 device, with no host synchronisation (the airbench recipe, STYLE.md).
 
-Determinism is the contract the trainer relies on for exact resume (SPEC §2): epoch ``e``'s
+Determinism is the contract the trainer relies on for exact resume: epoch ``e``'s
 batches depend only on (data, `seed`, ``e``, `rank`, `world_size`, `batch_size`), never on the
 global RNG or on what ran before, so a run resumed at an epoch boundary sees the same batches
 as one that never stopped. Because the draws are made on the CPU, they are also the same on

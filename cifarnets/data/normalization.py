@@ -1,4 +1,4 @@
-"""Per-channel normalisation presets (SPEC §2).
+"""Per-channel normalisation presets.
 
 The seeds disagree on CIFAR-10's std: seed 000 uses (0.2023, 0.1994, 0.2010), a value
 copied across many CIFAR repositories that is *not* the data's standard deviation (it is

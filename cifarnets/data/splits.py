@@ -1,4 +1,4 @@
-"""Seeded, class-stratified train/val splits and subsets (SPEC §2).
+"""Seeded, class-stratified train/val splits and subsets.
 
 The reports hold out part of the 50,000 training images for validation:
 

@@ -1,7 +1,7 @@
 """A SYNTHETIC 10-class image set, generated from a seed with torch only (no files).
 
 It exists so that the trainer, the CLI and the tests can run end to end on any machine,
-including ones without CIFAR (SPEC §4: no CIFAR download is possible on the build machine).
+including ones without CIFAR (no CIFAR download is possible on the build machine).
 It is not a benchmark: numbers measured on it say nothing about CIFAR.
 
 Each image is a noisy background with one soft-edged patch at a random place, size, phase and

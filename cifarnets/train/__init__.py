@@ -1,4 +1,4 @@
-"""Training: the reports' experiments (SPEC §2), fast, resumable, and with nothing lost.
+"""Training: the reports' experiments, fast, resumable, and with nothing lost.
 
     >>> from cifarnets.data import load_dataset
     >>> from cifarnets.train import TrainConfig, fit, load_checkpoint

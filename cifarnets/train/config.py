@@ -1,6 +1,6 @@
-"""`TrainConfig`: every setting of a training run, as data (SPEC §2).
+"""`TrainConfig`: every setting of a training run, as data.
 
-The reports train with a handful of recipes (SPEC §2):
+The reports train with a handful of recipes:
 
 ========  ===================================================================================
 seed      recipe (``TrainConfig(...)``)

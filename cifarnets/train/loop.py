@@ -1,4 +1,4 @@
-"""`fit`, `evaluate` and `resume`: the training loop of the reports' runs (SPEC §2).
+"""`fit`, `evaluate` and `resume`: the training loop of the reports' runs.
 
 One loop serves every report: batches come from `cifarnets.data.make_loaders` (the data set
 lives on the training device, crop + flip are a few tensor ops), the optimiser and schedule
