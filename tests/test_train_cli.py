@@ -271,3 +271,32 @@ def test_the_readme_training_commands_run(tmp_path, capsys):
     assert cli.main(shorten(commands[2])) == 0 and "nothing to do" not in capsys.readouterr().err
     assert cli.main(shorten(commands[3]) + ["--device", "cpu"]) == 0
     assert "synthetic test" in capsys.readouterr().out
+
+
+def test_unwritable_run_folders_and_unusable_plot_paths_are_one_line_messages(tmp_path, capsys, monkeypatch):
+    from cifarnets.train import rundir
+
+    run = tmp_path / "run"
+    assert cli.main([*TRAIN, "--epochs", "1", "--out", str(run)]) == 0
+    (run / "history.json").write_text("{garbage")
+    capsys.readouterr()
+    # A damaged history.json: plot names the file and the fix.
+    assert cli.main(["plot", str(run), "--out", str(tmp_path / "figures")]) == 2
+    err = capsys.readouterr().err
+    assert str(run / "history.json") in err and "--resume" in err and "Traceback" not in err
+    assert cli.main(["train", "--resume", str(run)]) == 0  # rewrites it from the checkpoint
+    a_file = tmp_path / "figures.png"
+    a_file.write_text("x")
+    capsys.readouterr()
+    assert cli.main(["plot", str(run), "--out", str(a_file)]) == 2
+    assert str(a_file) in capsys.readouterr().err
+
+    # A folder the user may not write to (root ignores permissions, so the refusal is simulated).
+    def read_only(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(rundir, "_open_lock_file", read_only)
+    for argv in ([*TRAIN, "--epochs", "1", "--out", str(tmp_path / "ro")], ["train", "--resume", str(run)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "cannot write in the run folder" in err and "Permission denied" in err and "Traceback" not in err

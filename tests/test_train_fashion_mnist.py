@@ -32,6 +32,7 @@ def test_vgg08_one_channel_one_epoch_reaches_80_percent(tmp_path):
     record = history.epochs[0]
     print(f"Fashion-MNIST: test {history.test['acc']:.2f} % after one epoch of {len(data.train)} images "
           f"({record.train_seconds:.0f} s training, {seconds:.0f} s in all, {record.images_per_second:.0f} img/s)")
-    assert history.model == "vgg08" and history.model_kwargs == {"bn": True}
+    assert history.model == "vgg08" and history.model_kwargs == {"bn": True, "in_chans": 1, "num_classes": 10}
+    assert history.name == "vgg08 bn"
     assert history.test["n"] == 10000
     assert history.test["acc"] >= 80.0, history.test

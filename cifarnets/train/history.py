@@ -16,12 +16,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["EpochRecord", "History", "HISTORY_SCHEMA"]
+from .._utils import CifarnetsError
+
+__all__ = ["EpochRecord", "History", "HistoryError", "HistoryNotFoundError", "HISTORY_SCHEMA"]
 
 HISTORY_SCHEMA = 1
 
 # create() keywords that follow the data set rather than name a variant of the model.
 _DATA_KEYWORDS = ("in_chans", "num_classes")
+
+
+class HistoryError(CifarnetsError, ValueError):
+    """A ``history.json`` that cannot be read (damaged, or from a newer cifarnets)."""
+
+
+class HistoryNotFoundError(CifarnetsError, FileNotFoundError):
+    """No ``history.json`` where one was asked for."""
 
 
 @dataclass
@@ -128,9 +138,12 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
+        if not isinstance(data, dict):
+            raise HistoryError(f"a history is a JSON object; got {type(data).__name__}")
         schema = data.get("schema", HISTORY_SCHEMA)
-        if schema > HISTORY_SCHEMA:
-            raise ValueError(f"history schema {schema} is newer than this cifarnets reads ({HISTORY_SCHEMA}); upgrade")
+        if not isinstance(schema, int) or schema > HISTORY_SCHEMA:
+            raise HistoryError(
+                f"history schema {schema!r} is not one this cifarnets reads (up to {HISTORY_SCHEMA}); upgrade")
         known = {f.name for f in fields(cls)} - {"epochs"}
         history = cls(**{k: v for k, v in data.items() if k in known})
         history.epochs = [EpochRecord.from_dict(e) for e in data.get("epochs", [])]
@@ -147,8 +160,17 @@ class History:
         if path.is_dir():
             path = path / "history.json"
         if not path.exists():
-            raise FileNotFoundError(f"no training history at {path}; is it a run folder written by `cifarnets train`?")
-        return cls.from_json(path.read_text())
+            raise HistoryNotFoundError(
+                f"no training history at {path}; is it a run folder written by `cifarnets train`?")
+        fix = (f"it is rewritten from the run's checkpoint by `cifarnets train --resume {path.parent}` "
+               "(also when the run is finished)")
+        try:
+            return cls.from_json(path.read_text())
+        except PermissionError as err:
+            raise HistoryError(f"cannot read {path}: permission denied; ask its owner to make it readable") from err
+        except (ValueError, TypeError, AttributeError) as err:
+            raise HistoryError(f"{path} is not a readable training history ({type(err).__name__}: {err}); {fix}") \
+                from err
 
     def to_csv(self) -> str:
         """The per-epoch table (without gradient flow) as CSV text."""

@@ -136,8 +136,7 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"{self.path} is a file, not a folder; choose another run folder (--out)")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = _open_lock_file(self.path)
         except (PermissionError, FileExistsError, NotADirectoryError, OSError) as err:
             raise RunDirError(
                 f"cannot write in the run folder {self.path} ({err.strerror or err}); training and resuming need a "
@@ -356,6 +355,12 @@ class RunDir:
         from safetensors.torch import load_file
 
         return load_file(str(self.path / BEST))
+
+
+def _open_lock_file(folder: Path) -> int:
+    """Create `folder` if needed and open its lock file (0666 less the umask), read-write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
 
 
 def _upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
