@@ -26,18 +26,11 @@ from .checkpoint import (
 )
 from .config import OPTIMIZERS, RUNTIME_FIELDS, SCHEDULE_FIELDS, SCHEDULES, ConfigError, TrainConfig
 from .distributed import DeviceError, DistributedError
+from .evaluate import evaluate
 from .history import HISTORY_SCHEMA, EpochRecord, History
-from .loop import (
-    EpochCallback,
-    NonFiniteLossError,
-    ResumeMismatchError,
-    TrainingDivergedError,
-    evaluate,
-    fit,
-    read_run_config,
-    resume,
-)
+from .loop import EpochCallback, NonFiniteLossError, ResumeMismatchError, TrainingDivergedError, fit
 from .optim import build_optimizer, build_scheduler
+from .resume import read_run_config, resume
 from .rundir import RUN_FILES, NotARunError, RunConfigError, RunDir, RunDirError, RunExistsError, RunLockedError
 
 __all__ = [

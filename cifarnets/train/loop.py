@@ -1,4 +1,4 @@
-"""`fit`, `evaluate` and `resume`: the training loop of the reports' runs.
+"""`fit`: the training loop of the reports' runs.
 
 One loop serves every report: batches come from `cifarnets.data.make_loaders` (the data set
 lives on the training device, crop + flip are a few tensor ops), the optimiser and schedule
@@ -27,21 +27,20 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union, 
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .._utils import CifarnetsError
-from ..data import DataBundle, DeviceLoader, ImageSet, derive_seed, make_loaders
+from ..data import DataBundle, DeviceLoader, derive_seed, make_loaders
 from ._model import check_model_fits_data, identify_model
 from .checkpoint import state_dict_for_save
 from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, TrainConfig
-from .distributed import DeviceError, DistContext, DistributedError, setup_distributed, teardown
+from .distributed import DistContext, DistributedError, setup_distributed, teardown
+from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
 from .optim import build_optimizer, build_scheduler
 from .rundir import RunDir, RunExistsError
 
 __all__ = [
-    "EpochCallback", "NonFiniteLossError", "ResumeMismatchError", "TrainingDivergedError", "evaluate", "fit",
-    "read_run_config", "resume",
+    "EpochCallback", "NonFiniteLossError", "ResumeMismatchError", "TrainingDivergedError", "describe_data", "fit",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,21 +101,6 @@ def _algorithms(deterministic: bool, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
-def _use_amp(config_amp: Optional[bool], device: torch.device) -> bool:
-    if config_amp is None:
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if config_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(f"amp=True asks for bf16 autocast but {torch.cuda.get_device_name(device)} has no bf16; "
-                           "set amp=False (--no-amp)")
-    return bool(config_amp)
-
-
-def _autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def _progress(total: int, desc: str, disable: bool) -> Any:
     if disable or not sys.stderr.isatty():
         return None
@@ -125,73 +109,10 @@ def _progress(total: int, desc: str, disable: bool) -> Any:
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
-# ====================================================================== evaluation
-
-
-@torch.no_grad()
-def _eval_sums(model: nn.Module, loader: DeviceLoader, amp: bool, device: torch.device) -> torch.Tensor:
-    """(loss sum, correct, count) of `loader` on the device, float64 where available."""
-    was_training = model.training
-    model.eval()
-    dtype = torch.float32 if device.type == "mps" else torch.float64
-    sums = torch.zeros(3, dtype=dtype, device=device)
-    for images, labels in loader:
-        with _autocast(amp, device):
-            logits = model(images)
-        sums[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
-        sums[1] += (logits.argmax(1) == labels).sum()
-        sums[2] += labels.shape[0]
-    model.train(was_training)
-    return sums
-
-
-def evaluate(
-    model: nn.Module,
-    images: ImageSet,
-    *,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-    batch_size: int = 500,
-    device: Optional[Union[str, torch.device]] = None,
-    amp: Optional[bool] = None,
-    channels_last: Optional[bool] = None,
-) -> dict[str, float]:
-    """Cross-entropy and accuracy (%) of `model` on a split: ``{"loss", "acc", "n"}``.
-
-    Images are normalised with `mean`/`std`, by default the model's
-    ``pretrained_cfg["mean"/"std"]`` (which `load_checkpoint` sets to the normalisation the
-    checkpoint was trained with). The model is evaluated in eval mode and left in the mode
-    it came in; it is moved to `device` (default: where its parameters are).
-
-    Example:
-        >>> import cifarnets
-        >>> from cifarnets.data import load_dataset
-        >>> data = load_dataset("synthetic", synthetic_sizes=(100, 100))
-        >>> m = cifarnets.create("vgg08", num_classes=10)
-        >>> r = evaluate(m, data.test, mean=data.mean, std=data.std)
-        >>> sorted(r), r["n"]
-        (['acc', 'loss', 'n'], 100)
-    """
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = tuple(mean if mean is not None else cfg.get("mean", ()))
-    std = tuple(std if std is not None else cfg.get("std", ()))
-    if not mean or not std:
-        raise ValueError("evaluate() needs the normalisation: pass mean= and std= (e.g. data.mean, data.std)")
-    param = next(model.parameters(), None)
-    dev = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
-    model.to(dev)
-    use_cl = dev.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
-    loader = DeviceLoader(images, batch_size, train=False, mean=mean, std=std, device=dev, channels_last=use_cl)
-    sums = _eval_sums(model, loader, _use_amp(amp, dev), dev).tolist()
-    return {"loss": sums[0] / sums[2], "acc": 100.0 * sums[1] / sums[2], "n": int(sums[2])}
-
-
 # ====================================================================== training
 
 
-def _describe_data(data: DataBundle, load_args: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+def describe_data(data: DataBundle, load_args: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "dataset": data.name, "train": len(data.train), "val": len(data.val) if data.val is not None else 0,
         "test": len(data.test), "num_classes": data.num_classes, "in_chans": data.in_chans,
@@ -228,7 +149,7 @@ class _Run:
         self.data, self.config, self.ctx, self.device = data, config, ctx, device
         self.callbacks = list(callbacks)
         self.folder = RunDir(config.out_dir) if config.out_dir else None
-        self.amp = _use_amp(config.amp, device)
+        self.amp = use_amp(config.amp, device)
         # NHWC is faster for cuDNN and for oneDNN (CPU) convolutions alike; MPS gains nothing.
         self.channels_last = (device.type in ("cuda", "cpu") if config.channels_last is None
                               else bool(config.channels_last))
@@ -255,7 +176,7 @@ class _Run:
 
             ids = [device.index] if device.type == "cuda" else None
             self.train_model = DDP(self.eval_model, device_ids=ids, output_device=device.index if ids else None)
-        self.data_info = _describe_data(data, data_args)
+        self.data_info = describe_data(data, data_args)
         self.optimizer = build_optimizer(self.raw, config, fused=device.type == "cuda" or None)
         self.scheduler = build_scheduler(self.optimizer, config, len(self.train_loader))
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -425,7 +346,7 @@ class _Run:
         loader.set_epoch(epoch - 1)
         try:
             for step, (images, labels) in enumerate(loader):
-                with _autocast(self.amp, device):
+                with autocast(self.amp, device):
                     logits = model(images)
                     loss = criterion(logits, labels)
                 optimizer.zero_grad(set_to_none=True)
@@ -493,7 +414,7 @@ class _Run:
 
     def _eval(self, loader: DeviceLoader) -> tuple[float, float]:
         self.ctx.broadcast_buffers(self.raw)
-        sums = self.ctx.all_reduce_sum(_eval_sums(self.eval_model, loader, self.amp, self.device)).tolist()
+        sums = self.ctx.all_reduce_sum(eval_sums(self.eval_model, loader, self.amp, self.device)).tolist()
         return sums[0] / sums[2], 100.0 * sums[1] / sums[2]
 
     def run(self) -> History:
@@ -655,63 +576,3 @@ def fit(
         if run is not None and run.folder is not None:
             run.folder.unlock()
         teardown(ctx)
-
-
-def read_run_config(run_dir: Union[str, os.PathLike]) -> dict[str, Any]:
-    """The ``config.json`` of a run folder (model, keywords, data set, TrainConfig, world size, versions), checked."""
-    return RunDir(run_dir).config()
-
-
-def resume(
-    run_dir: Union[str, os.PathLike],
-    *,
-    data: Optional[DataBundle] = None,
-    callbacks: Sequence[EpochCallback] = (),
-    change_schedule: bool = False,
-    allow_world_size_change: bool = False,
-    **changes: Any,
-) -> History:
-    """Continue the run in `run_dir` from its last checkpoint, with everything from its folder.
-
-    The model is rebuilt from ``config.json`` (name and `cifarnets.create` keywords), the data
-    reloaded with the stored `load_dataset` arguments (never downloading: pass `data` if they
-    were not stored), and `fit` carries on with model, optimiser, scheduler, RNG and history
-    restored. `changes` may set `RUNTIME_FIELDS` (``device=``, ``quiet=``, ...), and with
-    ``change_schedule=True`` also `SCHEDULE_FIELDS` (``lr=``, ``warmup_epochs=``, ...: the
-    way on after a `NonFiniteLossError`).
-
-    Example:
-        >>> history = resume("runs/vgg38_bn_rc", quiet=True)                     # doctest: +SKIP
-        >>> history = resume("runs/vgg38", change_schedule=True, lr=1e-4)        # doctest: +SKIP
-    """
-    folder = RunDir(run_dir)
-    stored = folder.config()
-    allowed = RUNTIME_FIELDS | (SCHEDULE_FIELDS if change_schedule else frozenset())
-    bad = sorted(set(changes) - allowed)
-    if bad:
-        hint = " (and, with change_schedule=True, " + ", ".join(sorted(SCHEDULE_FIELDS)) + ")" \
-            if not change_schedule else ""
-        raise ResumeMismatchError(f"resume() cannot change {', '.join(bad)}; only "
-                                  f"{', '.join(sorted(RUNTIME_FIELDS - {'out_dir'}))}{hint}")
-    config = TrainConfig.from_dict({**stored["train"], **changes, "out_dir": str(run_dir)})
-    info = stored["data"]
-    if data is None:
-        load_args = info.get("load_args")
-        if not isinstance(load_args, dict):
-            raise ResumeMismatchError(f"{folder.path / 'config.json'} does not record how its data set was loaded; "
-                                      f"pass data= (the same DataBundle: {info.get('dataset')})")
-        from ..data import load_dataset
-
-        # A resumed run never downloads, whatever config.json says: it reads what the first run fetched.
-        data = load_dataset(**{**load_args, "download": False})
-    now = _describe_data(data, None)
-    for key in ("dataset", "train", "val", "test", "num_classes", "in_chans", "mean", "std"):
-        if now[key] != info.get(key):
-            raise ResumeMismatchError(f"the data set differs from the run's: {key} is {now[key]!r}, the run trained "
-                                      f"with {info.get(key)!r}")
-    if not stored.get("rebuildable", True):
-        raise ResumeMismatchError(f"{run_dir} trained a model cifarnets cannot rebuild from its name; call "
-                                  "fit(model, data, config, resume=True) with that model instead")
-    return fit(stored["model"], data, config, model_kwargs=stored.get("flags", stored["model_kwargs"]),
-               data_args=info.get("load_args"), callbacks=callbacks, resume=True, change_schedule=change_schedule,
-               allow_world_size_change=allow_world_size_change)
