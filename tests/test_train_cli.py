@@ -63,6 +63,10 @@ def test_resume_refuses_new_settings_and_train_refuses_to_overwrite(tmp_path, ca
     assert "drop --lr" in err and "add --change-schedule" in err
     assert cli.main(["train", "--resume", str(run), "--seed", "3", "--change-schedule"]) == 2
     assert "drop --seed" in capsys.readouterr().err
+    # Asked for explicitly, the learning rate may change; config.json and the history record it.
+    assert cli.main(["train", "--resume", str(run), "--change-schedule", "--lr", "1e-3"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
+    assert History.load(run).changes == [{"epoch": 2, "changed": {"lr": [5e-3, 1e-3]}}]
     assert cli.main([*TRAIN, "--out", str(run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
 

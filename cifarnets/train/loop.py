@@ -295,11 +295,9 @@ class _Run:
         if best_epoch is not None:
             record = self.history.best()
             self.best_acc = record.val_acc if record is not None and record.val_acc is not None else -math.inf
-        if ctx.is_main:
-            folder.repair(ckpt)
-        if best_epoch is not None:
-            weights = ckpt.weights if best_epoch == ckpt.epoch else folder.load_best_weights()
-            self.best_state = {k: v.detach().cpu() for k, v in weights.items()}
+        # config.json is where changes are committed (with the settings they changed, in one write);
+        # the history takes them from there, also after a kill before the next checkpoint.
+        self.history.changes = [dict(c) for c in stored.get("changes") or []]
         if changes:
             entry = {"epoch": self.start_epoch, "changed": changes}
             self.history.changes.append(entry)
@@ -307,8 +305,12 @@ class _Run:
             logger.warning("resuming %s at epoch %d with changes: %s", folder.path, self.start_epoch,
                            ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
             if ctx.is_main:
-                folder.write_config({**self._config_json(list(stored.get("changes", [])) + [entry]),
-                                     "started": stored.get("started")})
+                folder.write_config({**self._config_json(self.history.changes), "started": stored.get("started")})
+        if ctx.is_main:
+            folder.repair(ckpt)  # last/best weights, history and test files as the checkpoint says
+        if best_epoch is not None:
+            weights = ckpt.weights if best_epoch == ckpt.epoch else folder.load_best_weights()
+            self.best_state = {k: v.detach().cpu() for k, v in weights.items()}
         logger.info("resuming %s at epoch %d of %d", folder.path, self.start_epoch, config.epochs)
 
     def _restart_schedule(self) -> None:
