@@ -32,7 +32,7 @@ from .._utils import CifarnetsError
 from ..data import DataBundle, DeviceLoader, derive_seed, make_loaders
 from ._model import check_model_fits_data, identify_model
 from .checkpoint import state_dict_for_save
-from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, TrainConfig
+from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, ConfigError, TrainConfig
 from .distributed import DistContext, DistributedError, setup_distributed, teardown
 from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
@@ -154,8 +154,8 @@ class _Run:
         self.channels_last = (device.type in ("cuda", "cpu") if config.channels_last is None
                               else bool(config.channels_last))
         if config.batch_size % ctx.world_size:
-            raise ResumeMismatchError(f"batch_size={config.batch_size} is the global batch and must divide among "
-                                      f"{ctx.world_size} processes; use a multiple of {ctx.world_size}")
+            raise ConfigError(f"batch_size={config.batch_size} is the global batch and must divide among "
+                              f"{ctx.world_size} processes; use a multiple of {ctx.world_size}")
         raw, self.name, self.flags, self.model_kwargs, self.rebuildable = identify_model(
             model, model_kwargs, data, config.seed)
         check_model_fits_data(raw, data)
