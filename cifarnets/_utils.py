@@ -20,7 +20,7 @@ from typing import IO, Iterator, Optional, Sequence, Union
 import torch.nn as nn
 
 __all__ = [
-    "PathLike", "atomic_write", "fsync_dir", "markdown_table", "preserved_mode", "stale_temp_files",
+    "CifarnetsError", "PathLike", "atomic_write", "fsync_dir", "markdown_table", "preserved_mode", "stale_temp_files",
     "temp_name_for", "text_table", "unwrap_model",
 ]
 
@@ -186,3 +186,16 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right:
            "|" + "|".join("---:" if r else "---" for r in right) + "|"]
     out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- errors
+
+
+class CifarnetsError(Exception):
+    """Base of every error cifarnets raises about its input: a bad setting, file or run folder.
+
+    The message names the problem and the fix. The command line prints these as one line
+    (``cifarnets CMD: error: ...``); any other exception is a bug and keeps its traceback.
+    Subclasses also derive from the built-in a caller would expect (``ValueError``,
+    ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
+    """

@@ -1,6 +1,6 @@
 """CIFAR-10/100 loading through torchvision's real code, on small files in the real format.
 
-No CIFAR download is possible on the build machine (SPEC §4), so each test writes a miniature
+No CIFAR download is possible on the build machine, so each test writes a miniature
 data set in the original pickle layout (data_helpers.write_cifar10/100) and points
 torchvision's md5 lists at it. Download is tested against a loopback HTTP server.
 """

@@ -173,6 +173,19 @@ def test_argument_errors_are_clear():
         DeviceLoader(data.images, 4, train=True, mean=MEAN3, std=STD3)
 
 
+def test_an_empty_split_says_so_and_does_not_blame_drop_last():
+    from cifarnets.data.loader import EmptySplitError
+
+    empty = _indexed_set(8).subset([])
+    for drop_last in (False, True):
+        with pytest.raises(EmptySplitError, match="no images") as err:
+            DeviceLoader(empty, 4, train=True, mean=MEAN3, std=STD3, drop_last=drop_last)
+        assert "drop_last" not in str(err.value)
+    # Too few images for one batch with drop_last=True: the fix named is the one that applies.
+    with pytest.raises(EmptySplitError, match="set drop_last=False"):
+        DeviceLoader(_indexed_set(8), 16, train=True, mean=MEAN3, std=STD3, drop_last=True)
+
+
 def test_make_loaders_from_bundle():
     bundle = load_dataset("synthetic", split="4500:500")
     loaders = make_loaders(bundle, 100, eval_batch_size=250)

@@ -1,4 +1,4 @@
-"""Seeded, class-stratified splits at the reports' real sizes (SPEC §2), and `limit`."""
+"""Seeded, class-stratified splits at the reports' real sizes, and `limit`."""
 
 from __future__ import annotations
 

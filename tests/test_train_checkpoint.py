@@ -12,8 +12,17 @@ from safetensors.torch import load_file
 
 import cifarnets
 from cifarnets import _utils as atomic_io
-from cifarnets.train import CheckpointError, atomic_write, load_checkpoint, read_metadata, save_weights, strip_prefixes
-from cifarnets.train.checkpoint import load_state, save_state, state_dict_for_save
+from cifarnets.train import (
+    CheckpointError,
+    History,
+    RunDir,
+    atomic_write,
+    load_checkpoint,
+    read_metadata,
+    save_weights,
+    strip_prefixes,
+)
+from cifarnets.train.checkpoint import state_dict_for_save
 
 
 def _model() -> nn.Module:
@@ -68,9 +77,13 @@ def test_a_pickle_bomb_is_refused_not_executed(tmp_path):
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_checkpoint(bomb)
     assert not marker.exists()
-    # The same for the training-state sidecar.
+    # The same for a run's checkpoint (last.state.pt), which resume reads.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.state.pt").write_bytes(bomb.read_bytes())
     with pytest.raises(CheckpointError, match="arbitrary code"):
-        load_state(bomb)
+        RunDir(run).load_checkpoint()
+    assert not marker.exists()
     assert not marker.exists()
     # Plain pickles (not torch.save zip files) are refused as well.
     raw = tmp_path / "raw.pth"
@@ -130,9 +143,19 @@ def test_missing_and_damaged_files(tmp_path):
         load_checkpoint(tmp_path / "x.safetensors")
 
 
-def test_training_state_round_trips_with_weights_only(tmp_path):
-    opt = torch.optim.Adam(_model().parameters())
-    state = {"epoch": 3, "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}, "history": "{}"}
-    save_state(tmp_path / "s.pt", state)
-    back = load_state(tmp_path / "s.pt")
-    assert back["epoch"] == 3 and torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+def test_a_checkpoint_step_round_trips_with_weights_only(tmp_path):
+    model = _model()
+    opt = torch.optim.Adam(model.parameters())
+    weights = state_dict_for_save(model)
+    history = History(model="vgg08", best_epoch=3)
+    with RunDir(tmp_path) as run:
+        run.save_checkpoint(epoch=3, weights=weights, optimizer=opt.state_dict(), scheduler={"last_epoch": 3},
+                            rng={"torch": torch.get_rng_state()}, history=history, metadata={"model": "vgg08"},
+                            best=True)
+        back = run.load_checkpoint()
+    assert back.epoch == 3 and back.history.best_epoch == 3 and back.metadata == {"model": "vgg08"}
+    assert torch.equal(back.rng["torch"], torch.get_rng_state())
+    assert all(torch.equal(back.weights[k], v) for k, v in weights.items())
+    # The safetensors files derived from it load on their own, as any tool reads them.
+    assert read_metadata(tmp_path / "best.safetensors")["epoch"] == 3
+    assert load_file(str(tmp_path / "last.safetensors")).keys() == weights.keys()

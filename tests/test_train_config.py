@@ -47,11 +47,39 @@ def _lrs(config: TrainConfig, steps_per_epoch: int = 1) -> list[float]:
     ({"label_smoothing": 1.0}, "label_smoothing"),
     ({"weight_decay": -1e-4}, "weight_decay"),
     ({"batch_size": 0}, "batch_size"),
+    # types and finiteness: refused, not coerced
+    ({"epochs": True}, "epochs must be an integer; got True"),
+    ({"epochs": 2.0}, "epochs must be an integer"),
+    ({"weight_decay": math.inf}, "weight_decay must be a finite number"),
+    ({"lr": "1e-3"}, "lr must be a number; got '1e-3'"),
+    ({"milestones": None}, "milestones must be a list of integers; got None"),
+    ({"betas": (0.9,)}, "betas must be a list of 2 numbers"),
+    ({"deterministic": 1}, "deterministic must be True or False"),
+    ({"amp": "yes"}, "amp must be True or False or None"),
+    ({"schedule": None}, "schedule must be one of"),
+    ({"gamma": math.nan}, "gamma must be a finite number"),
+    ({"dist_timeout": 0.0}, "dist_timeout must be a positive number"),
+    ({"diverge_factor": 0.5}, "diverge_factor must be 0 (off) or > 1"),
+    ({"padding": -1}, "padding"),
+    ({"seed": -1}, "seed"),
 ])
 def test_invalid_configs_name_the_problem(kwargs, words):
     with pytest.raises(ValueError, match="TrainConfig") as err:
         TrainConfig(**kwargs)
     assert words in str(err.value)
+
+
+def test_every_field_is_type_checked_and_documented():
+    from dataclasses import fields
+
+    from cifarnets.train.config import _HINTS, _type_ok
+
+    for f in fields(TrainConfig):
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+        wrong = "x" if _HINTS[f.name] is not str else 1
+        if not _type_ok(wrong, _HINTS[f.name]):
+            with pytest.raises(ValueError, match=f.name):
+                TrainConfig(**{f.name: wrong})
 
 
 def test_config_round_trips_through_json():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -48,16 +49,16 @@ def _worker(rank: int, port: int, run_dir: str, result_dir: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
-    from cifarnets.train import checkpoint, loop
+    from cifarnets import _utils
 
     writes: list[str] = []
-    real = checkpoint.atomic_write
+    real = _utils._write_all
 
-    def counting_write(path, data):
-        writes.append(str(path))
-        return real(path, data)
+    def counting_write(f, data):
+        writes.append(os.path.basename(f.name)[1:].rsplit(".", 3)[0])  # .NAME.PID.HEX.tmp
+        real(f, data)
 
-    loop.atomic_write = checkpoint.atomic_write = counting_write
+    _utils._write_all = counting_write
     model = _model()
     history = fit(model, _data(), _config(run_dir), model_kwargs=MODEL_KWARGS)
     assert not torch.distributed.is_initialized(), "fit must destroy the process group it created"
@@ -106,3 +107,42 @@ def test_two_gloo_ranks_train_like_one_process(tmp_path):
     for a, b in zip(h.epochs, h0.epochs):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
         assert a.val_acc == pytest.approx(b.val_acc, abs=1.01)  # one image may flip
+
+
+def _stopping_worker(rank: int, port: int, run_dir: str, result_path: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(1)
+    from cifarnets.train import DistributedError
+    from cifarnets.train.distributed import setup_distributed
+
+    if rank == 1:
+        setup_distributed("cpu", timeout_s=3)
+        os.kill(os.getpid(), signal.SIGSTOP)  # joined the job, then stopped (Ctrl-Z, a debugger, a hung node)
+        return
+    try:
+        fit(_model(), _data(), _config(run_dir).replace(dist_timeout=3.0), model_kwargs=MODEL_KWARGS)
+        outcome = "finished"
+    except DistributedError as err:
+        outcome = str(err)
+    with open(result_path, "w") as f:
+        f.write(outcome)
+
+
+def test_a_stopped_rank_makes_the_other_stop_with_an_error_not_hang(tmp_path):
+    ctx = mp.get_context("spawn")
+    port, result = _free_port(), tmp_path / "rank0.txt"
+    procs = [ctx.Process(target=_stopping_worker, args=(r, port, str(tmp_path / "run"), str(result)))
+             for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    try:
+        procs[0].join(timeout=240)
+        assert procs[0].exitcode == 0, "rank 0 hung or crashed instead of raising DistributedError"
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join()
+    message = result.read_text()
+    assert "stopped answering within dist_timeout=3 s" in message and "--resume" in message, message

@@ -1,6 +1,6 @@
 """VGG08 with one input channel learns the real Fashion-MNIST in one epoch (>= 80 % test accuracy).
 
-The one real image data set on the build machine (SPEC §4: Debian's dataset-fashion-mnist).
+The one real image data set on the build machine (Debian's dataset-fashion-mnist).
 The recipe is chosen for a short CPU run that passes with a margin, not to reproduce a report:
 one epoch over a class-stratified 20,000-image subset, Adam 3e-3 with a per-step cosine to 0,
 batch 50, no augmentation (one pass does not profit from it), and VGG08 with BN in its blocks
@@ -32,6 +32,7 @@ def test_vgg08_one_channel_one_epoch_reaches_80_percent(tmp_path):
     record = history.epochs[0]
     print(f"Fashion-MNIST: test {history.test['acc']:.2f} % after one epoch of {len(data.train)} images "
           f"({record.train_seconds:.0f} s training, {seconds:.0f} s in all, {record.images_per_second:.0f} img/s)")
-    assert history.model == "vgg08" and history.model_kwargs == {"bn": True}
+    assert history.model == "vgg08" and history.model_kwargs == {"bn": True, "in_chans": 1, "num_classes": 10}
+    assert history.name == "vgg08 bn"
     assert history.test["n"] == 10000
     assert history.test["acc"] >= 80.0, history.test

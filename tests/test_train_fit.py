@@ -23,6 +23,7 @@ from cifarnets.train import (
     NonFiniteLossError,
     RunExistsError,
     TrainConfig,
+    TrainingDivergedError,
     evaluate,
     fit,
     load_checkpoint,
@@ -73,7 +74,7 @@ def test_run_folder_holds_everything(reference_run, data):
         assert (out / name).is_file(), name
     assert not list(out.glob(".*.tmp")), "temporary files left behind"
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "vgg08" and config["create_kwargs"] == {"width": 8, "in_chans": 3, "num_classes": 10}
+    assert config["model"] == "vgg08" and config["model_kwargs"] == {"width": 8, "in_chans": 3, "num_classes": 10}
     assert config["data"]["is_synthetic"] and config["train"]["epochs"] == 3
     stored = History.load(out)
     assert _metrics(stored) == _metrics(history)
@@ -178,17 +179,36 @@ class _NaNAt(nn.Module):
         return out
 
 
-def test_nan_loss_stops_with_the_epoch_step_and_fix(data, tmp_path):
+def test_nan_loss_stops_with_the_epoch_step_and_a_fix_that_works(data, tmp_path):
     # 5 steps per epoch: the 8th training forward is epoch 2, step 3.
     with pytest.raises(NonFiniteLossError) as err:
         fit(_NaNAt(8), data, _config(tmp_path, warmup_epochs=0))
     message = str(err.value)
-    assert "epoch 2, step 3 of 5" in message and "lower --lr" in message and "--resume" in message
+    assert "epoch 2, step 3 of 5" in message and f"--resume {tmp_path} --change-schedule --lr" in message
     assert (err.value.epoch, err.value.step) == (2, 3) and math.isnan(err.value.value)
     # The last good checkpoint (epoch 1) is on disk and finite; the history stops at epoch 1.
     assert read_metadata(tmp_path / "last.safetensors")["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in load_file(str(tmp_path / "last.safetensors")).values())
     assert [e.epoch for e in History.load(tmp_path).epochs] == [1]
+    # The advice can be followed: resume with a lower learning rate, asked for explicitly.
+    with pytest.raises(ValueError, match="change_schedule=True"):
+        fit(_NaNAt(10**9), data, _config(tmp_path, warmup_epochs=0, lr=5e-4), resume=True)
+    history = fit(_NaNAt(10**9), data, _config(tmp_path, warmup_epochs=0, lr=5e-4), resume=True,
+                  change_schedule=True)
+    assert [e.epoch for e in history.epochs] == [1, 2, 3] and history.test is not None
+    assert history.changes == [{"epoch": 2, "changed": {"lr": [5e-3, 5e-4]}}]
+    # Epoch 2 runs where the new settings' cosine is after one epoch (3 epochs of 5 steps, per step).
+    assert history.epochs[1].lr == pytest.approx(5e-4 * (1 + math.cos(math.pi * 5 / 15)) / 2)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 5e-4
+    assert History.load(tmp_path).changes == history.changes
+
+
+def test_a_loss_that_grows_by_orders_of_magnitude_is_divergence(data, tmp_path):
+    # Adam at lr 1000 drives the loss to ~1e30 without ever reaching inf: stopped as divergence.
+    with pytest.raises(TrainingDivergedError, match="diverged") as err:
+        fit("vgg08", data, _config(tmp_path, lr=1000.0, warmup_epochs=0, check_every=1), model_kwargs=TINY)
+    assert not isinstance(err.value, NonFiniteLossError) and err.value.value > 1000 * math.log(10)
+    assert "--change-schedule --lr 100" in str(err.value)
 
 
 def test_without_val_split_the_last_epoch_is_best_and_nothing_is_written(data):

@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from .._utils import CifarnetsError
 from . import analysis as _analysis_cmds
 from . import models as _models_cmds
 from . import structure as _structure_cmds
@@ -43,11 +44,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, NotImplementedError, RuntimeError) as err:
-        # Library errors are written for people: show the message, not the traceback.
+    except CifarnetsError as err:
+        # cifarnets' own errors are written for people: the message, not the traceback. Anything
+        # else is a bug and keeps its traceback.
         if args.verbose >= 2:
             raise
         print(f"cifarnets {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.filename is None or args.verbose >= 2:
+            raise
+        # A path the user named cannot be used (a file where a folder is needed, no permission, ...).
+        where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        print(f"cifarnets {args.command}: error: {where}: {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

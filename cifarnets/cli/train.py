@@ -3,102 +3,123 @@
     cifarnets train vgg38 --bn --rc --dataset cifar100 --split 47500:2500 --lr 1e-2 \\
         --min-lr 2e-5 --epochs 100 --batch-size 100 --out runs/vgg38_bn_rc      # seed 001, Table 1
     cifarnets train --resume runs/vgg38_bn_rc                                  # after a crash
+    cifarnets train --resume runs/vgg38 --change-schedule --lr 1e-4            # after a NaN loss
     cifarnets eval runs/vgg38_bn_rc --split test
 
-Training defaults are `TrainConfig`'s (the coursework recipe of seeds 001-003: Adam 1e-3,
-cosine, batch 100, 100 epochs). ``--in-chans``/``--num-classes`` default to the data set's,
-so ``cifarnets train vgg08 --dataset fashion_mnist`` builds a 1-channel, 10-class VGG08.
+The training options are generated from `TrainConfig`'s fields (their help text and default
+live there, once); ``--in-chans``/``--num-classes`` default to the data set's, and the input
+normalisation to the data set's preset (``--data-norm``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
+import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
-from ._common import add_model_arguments, model_kwargs
+from ._common import UsageError, add_model_arguments, model_kwargs
 
-__all__ = ["register"]
+__all__ = ["register", "train_options"]
 
-# CLI option -> TrainConfig field. Options left at None keep TrainConfig's default (or, with
-# --resume, the stored value), which is how --resume can tell what the user tried to change.
-_TRAIN_OPTIONS = {
-    "opt": "optimizer", "lr": "lr", "momentum": "momentum", "nesterov": "nesterov", "wd": "weight_decay",
-    "decoupled_wd": "decoupled_wd", "no_wd_norm_bias": "no_wd_norm_bias", "sched": "schedule", "min_lr": "min_lr",
-    "milestones": "milestones", "gamma": "gamma", "warmup_epochs": "warmup_epochs", "sched_unit": "schedule_unit",
-    "label_smoothing": "label_smoothing", "epochs": "epochs", "batch_size": "batch_size",
-    "eval_batch_size": "eval_batch_size", "seed": "seed", "deterministic": "deterministic", "compile": "compile",
-    "amp": "amp", "channels_last": "channels_last", "device": "device", "quiet": "quiet", "augment": "augment",
-    "grad_flow": "grad_flow", "label": "label", "sync_bn": "sync_bn",
-}
 _DATA_OPTIONS = ("dataset", "data_dir", "download", "split", "split_seed", "limit", "data_norm")
+
+
+def train_options() -> list[tuple[str, dataclasses.Field]]:
+    """(option, field) of every `TrainConfig` field the command line sets, in declaration order."""
+    from ..train import TrainConfig
+
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata.get("group") is None:
+            continue  # out_dir is --out; extra is for Python callers
+        out.append((f.metadata.get("cli") or "--" + f.name.replace("_", "-"), f))
+    return out
+
+
+def _add_config_option(group: argparse._ArgumentGroup, option: str, f: dataclasses.Field, hint: Any) -> None:
+    shown = f.metadata.get("shown")
+    default = f.default
+    if shown is None:
+        shown = {True: "on", False: "off"}.get(default, default) if isinstance(default, bool) else f"{default:g}" \
+            if isinstance(default, float) else str(default) if default != "" else "none"
+    kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: {shown})"}
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint) if typing.get_origin(hint) is typing.Union else hint
+    if base is bool and option.startswith("--no-"):
+        kwargs["action"] = "store_true"  # --no-wd-norm-bias: the option is the negative already
+    elif base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(base) is Literal:
+        kwargs["choices"] = typing.get_args(base)
+    elif typing.get_origin(base) is tuple:
+        item, *rest = typing.get_args(base)
+        kwargs["type"] = item
+        kwargs["nargs"] = "+" if rest == [Ellipsis] else len(typing.get_args(base))
+        kwargs["metavar"] = item.__name__.upper()
+    else:
+        kwargs["type"] = base
+    group.add_argument(option, **kwargs)
+
+
+def _dataset_name(name: str) -> str:
+    from ..data import UnknownDatasetError, canonical_dataset_name
+
+    try:
+        return canonical_dataset_name(name)
+    except UnknownDatasetError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``train`` and ``eval`` subcommands."""
-    from ..data import DATASETS
+    from ..data import DATASETS, DEFAULT_NORMALIZATION
+    from ..train.config import _HINTS
 
     p = sub.add_parser(
         "train", help="train a model (resumable run folder)",
         description="Train a registered model on a data set; writes config, history, checkpoints and test metrics "
-                    "to a run folder. Defaults: Adam 1e-3, cosine, batch 100, 100 epochs (seeds 001-003).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "to a run folder, locked while it trains. Defaults are the coursework recipe of seeds 001-003 "
+                    "(Adam 1e-3, cosine, batch 100, 100 epochs).",
     )
     p.add_argument("model", metavar="MODEL", nargs="?", help="registered model name (not needed with --resume)")
     add_model_arguments(p, with_name=False)
 
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASETS, default=None, help="data set (required unless --resume)")
-    d.add_argument("--data-dir", default=None, help="where the data set is (default $CIFARNETS_DATA_DIR or ~/.cache)")
+    d.add_argument("--dataset", type=_dataset_name, metavar="NAME", default=None,
+                   help=f"data set: {', '.join(DATASETS)} (also spelt CIFAR-10, FashionMNIST, ...); required unless "
+                        "--resume")
+    d.add_argument("--data-dir", default=None, help="where the data set is (default: $CIFARNETS_DATA_DIR or "
+                   "~/.cache/cifarnets/data)")
     d.add_argument("--download", action="store_true", default=None, help="download the data set if missing")
     d.add_argument("--split", default=None, help="train:val sizes, e.g. 40000:10000, or 'none' (default: the report's)")
-    d.add_argument("--split-seed", type=int, default=None, help="seed of the val split and of --limit (default 0)")
+    d.add_argument("--split-seed", type=int, default=None, help="seed of the val split and of --limit (default: 0)")
     d.add_argument("--limit", type=int, default=None, help="train on a stratified subset of N images")
     # Not --norm: that is the model's norm-layer flag (cli._common.add_model_arguments).
+    presets = ", ".join(f"{k} -> {v}" for k, v in DEFAULT_NORMALIZATION.items())
     d.add_argument("--data-norm", dest="data_norm", metavar="PRESET", default=None,
-                   help="input normalisation preset, e.g. cifar10_seed000 or none (default: the data set's own)")
+                   help=f"input normalisation preset, e.g. cifar10_seed000, or none (default: the data set's own: "
+                        f"{presets})")
 
-    o = p.add_argument_group("optimiser and schedule")
-    o.add_argument("--opt", choices=("sgd", "adam", "adamw"), default=None, help="optimiser (default adam)")
-    o.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
-    o.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
-    o.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
-    o.add_argument("--wd", type=float, default=None, help="weight decay (default 0); coupled L2 unless --decoupled-wd")
-    o.add_argument("--decoupled-wd", action=argparse.BooleanOptionalAction, default=None,
-                   help="decoupled weight decay (AdamW / SGDW); default: only with --opt adamw")
-    o.add_argument("--no-wd-norm-bias", action="store_true", default=None,
-                   help="no weight decay on norm weights/biases")
-    o.add_argument("--sched", choices=("none", "cosine", "step"), default=None, help="lr schedule (default cosine)")
-    o.add_argument("--min-lr", type=float, default=None, help="cosine floor (default 0; the coursework used 2e-5)")
-    o.add_argument("--milestones", type=int, nargs="+", default=None, help="epochs of the step schedule")
-    o.add_argument("--gamma", type=float, default=None, help="step schedule factor (default 0.1)")
-    o.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up epochs (default 0)")
-    o.add_argument("--sched-unit", choices=("epoch", "step"), default=None,
-                   help="step the schedule per epoch (the reports) or per iteration")
-    o.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (default 0)")
-
-    r = p.add_argument_group("run")
-    r.add_argument("--epochs", type=int, default=None, help="epochs (default 100)")
-    r.add_argument("--batch-size", type=int, default=None, help="global batch size (default 100)")
-    r.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch (default 2x batch)")
-    r.add_argument("--seed", type=int, default=None, help="training seed: init, order, augmentation (default 0)")
-    r.add_argument("--deterministic", action="store_true", default=None, help="deterministic algorithms")
-    r.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast (default: on CUDA)")
-    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory format (default: on for CUDA and CPU)")
-    r.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun")
-    r.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no crop/flip")
-    r.add_argument("--no-grad-flow", dest="grad_flow", action="store_false", default=None,
-                   help="do not record gradient flow")
-    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    r.add_argument("--label", default=None, help="name of the run in tables and legends")
-    r.add_argument("--out", metavar="RUN_DIR", default=None, help="run folder (default runs/MODEL_DATASET_TIME)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option, f in train_options():
+        name = f.metadata["group"]
+        if name not in groups:
+            groups[name] = p.add_argument_group(name)
+        _add_config_option(groups[name], option, f, _HINTS[f.name])
+    r = groups["run"]
+    r.add_argument("--out", metavar="RUN_DIR", default=None, help="run folder (default: runs/MODEL_DATASET_TIME)")
     r.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")
-    r.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
+    r.add_argument("--change-schedule", action="store_true",
+                   help="with --resume: let --lr, --min-lr, --sched, --milestones, --gamma, --warmup-epochs and "
+                        "--warmup-start-factor change; the new schedule applies from the next epoch, recorded in "
+                        "the history")
+    r.add_argument("--allow-world-size-change", action="store_true",
+                   help="with --resume: continue with another number of torchrun processes (the result then "
+                        "differs from an uninterrupted run)")
     p.set_defaults(handler=_train)
 
     e = sub.add_parser(
@@ -106,11 +127,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         description="Loss and accuracy of a checkpoint (or run folder) on a split.")
     e.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a .safetensors file or a run folder (its best.safetensors)")
-    e.add_argument("--dataset", choices=DATASETS, default=None, help="data set (default: the one it was trained on)")
-    e.add_argument("--split", choices=("test", "val", "train"), default="test", help="which split")
+    e.add_argument("--dataset", type=_dataset_name, metavar="NAME", default=None,
+                   help="data set (default: the one it was trained on)")
+    e.add_argument("--split", choices=("test", "val", "train"), default="test", help="which split (default: test)")
     e.add_argument("--data-dir", default=None, help="where the data set is")
     e.add_argument("--download", action="store_true", help="download the data set if missing")
-    e.add_argument("--batch-size", type=int, default=500, help="evaluation batch size")
+    e.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default: 500)")
     e.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p_quiet = e.add_argument_group("output")
     p_quiet.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -133,59 +155,68 @@ def _print_epoch(record: Any, history: Any) -> None:
 
 
 def _train_config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs = {field: getattr(args, option) for option, field in _TRAIN_OPTIONS.items()
-              if getattr(args, option, None) is not None}
-    if "milestones" in kwargs:
-        kwargs["milestones"] = tuple(kwargs["milestones"])
+    kwargs = {f.name: getattr(args, f.name) for _, f in train_options() if getattr(args, f.name, None) is not None}
+    for name in ("milestones", "betas"):
+        if name in kwargs:
+            kwargs[name] = tuple(kwargs[name])
     return kwargs
 
 
 def _train(args: argparse.Namespace) -> int:
     from ..data import load_dataset
-    from ..train import RUNTIME_FIELDS, TrainConfig, fit, read_run_config, resume
+    from ..train import RUNTIME_FIELDS, SCHEDULE_FIELDS, RunDir, TrainConfig, fit, resume
 
     if args.resume:
+        options = {f.name: o for o, f in train_options()}
         given = [f"--{o.replace('_', '-')}" for o in _DATA_OPTIONS if getattr(args, o) is not None]
-        given += [f"--{o.replace('_', '-')}" for o, f in _TRAIN_OPTIONS.items()
-                  if getattr(args, o) is not None and f not in RUNTIME_FIELDS]
+        changes = _train_config_kwargs(args)
+        allowed = RUNTIME_FIELDS | (SCHEDULE_FIELDS if args.change_schedule else frozenset())
+        given += [options[f] for f in changes if f not in allowed]
         if args.model or model_kwargs(args):
             given.insert(0, "MODEL/model flags")
         if args.out:
             given.append("--out")
         if given:
-            fixed = {"out_dir", "check_every"}
-            changeable = ", ".join("--" + f.replace("_", "-") for f in sorted(RUNTIME_FIELDS - fixed))
-            raise ValueError(f"--resume takes everything from {args.resume}/config.json; drop {', '.join(given)} "
-                             f"(only {changeable} may change)")
-        stored = read_run_config(args.resume)
-        runtime = {f: v for f, v in _train_config_kwargs(args).items() if f in RUNTIME_FIELDS}
+            changeable = ", ".join(options[f] for f in sorted(RUNTIME_FIELDS) if f in options)
+            hint = ""
+            if not args.change_schedule and set(changes) & SCHEDULE_FIELDS:
+                hint = "; to change the learning rate or its schedule, add --change-schedule"
+            raise UsageError(f"--resume takes everything from {args.resume}/config.json; drop {', '.join(given)} "
+                             f"(only {changeable} may change{hint})")
+        folder = RunDir(args.resume)
+        stored = folder.config()
         if _is_main_process():
-            done = len(_history_epochs(args.resume))
-            print(f"resuming {args.resume}: {stored['model']} on {stored['data']['name']}, "
-                  f"{done}/{stored['train']['epochs']} epochs done", flush=True)
-        history = resume(args.resume, callbacks=[_print_epoch], **runtime)
+            done = folder.epochs_done()
+            print(f"resuming {args.resume}: {stored['model']} on {stored['data'].get('dataset')}, "
+                  f"{done if done is not None else 0}/{stored['train'].get('epochs')} epochs done", flush=True)
+        history = resume(args.resume, callbacks=[_print_epoch], change_schedule=args.change_schedule,
+                         allow_world_size_change=args.allow_world_size_change, **changes)
         _print_test(history, args.resume)
         return 0
+    for flag in ("change_schedule", "allow_world_size_change"):
+        if getattr(args, flag):
+            raise UsageError(f"--{flag.replace('_', '-')} only applies with --resume RUN_DIR")
 
     if not args.model:
-        raise ValueError("name the MODEL to train (see `cifarnets list`), or pass --resume RUN_DIR")
+        raise UsageError("name the MODEL to train (see `cifarnets list`), or pass --resume RUN_DIR")
     if not args.dataset:
-        raise ValueError("choose the data set with --dataset (cifar10, cifar100, fashion_mnist, synthetic)")
-    data_args = {
-        "name": args.dataset, "data_dir": args.data_dir, "split": args.split if args.split is not None else "default",
-        "seed": args.split_seed or 0, "norm": args.data_norm, "download": bool(args.download), "limit": args.limit,
-    }
-    data = load_dataset(**data_args)
-    data_args["download"] = False  # a resumed run must not silently download again
+        raise UsageError("choose the data set with --dataset (cifar10, cifar100, fashion_mnist, synthetic)")
+    # Every setting is checked before the data set is read or anything is written.
     out = args.out
     if out is None:
         from ..train.distributed import env_world
 
         world = env_world()
         if world is not None and world[1] > 1:
-            raise ValueError("under torchrun pass --out RUN_DIR (every process must name the same folder)")
+            raise UsageError("under torchrun pass --out RUN_DIR (every process must name the same folder)")
         out = str(Path("runs") / f"{args.model}_{args.dataset}_{time.strftime('%Y%m%d-%H%M%S')}")
     config = TrainConfig(**_train_config_kwargs(args), out_dir=out)
+    data_args = {
+        "name": args.dataset, "data_dir": args.data_dir, "split": args.split if args.split is not None else "default",
+        "seed": args.split_seed or 0, "norm": args.data_norm, "download": bool(args.download), "limit": args.limit,
+    }
+    data = load_dataset(**data_args)
+    data_args["download"] = False  # a resumed run must not download again
     flags = model_kwargs(args)
     if _is_main_process():
         if data.is_synthetic:
@@ -197,15 +228,6 @@ def _train(args: argparse.Namespace) -> int:
     history = fit(args.model, data, config, model_kwargs=flags, data_args=data_args, callbacks=[_print_epoch])
     _print_test(history, out)
     return 0
-
-
-def _history_epochs(run_dir: str) -> list:
-    from ..train import History
-
-    try:
-        return History.load(run_dir).epochs
-    except FileNotFoundError:
-        return []
 
 
 def _print_test(history: Any, run_dir: Optional[str]) -> None:
@@ -227,12 +249,12 @@ def _eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device=device)
     if isinstance(model, dict):
-        raise ValueError(f"{args.checkpoint} names no registered model ({meta.get('architecture')!r}); "
+        raise UsageError(f"{args.checkpoint} names no registered model ({meta.get('model')!r}); "
                          "evaluate it from Python with the model class and cifarnets.train.evaluate()")
     stored = (meta.get("data") or {}).get("load_args") or {}
     name = args.dataset or stored.get("name") or meta.get("dataset")
     if not name:
-        raise ValueError(f"{args.checkpoint} does not say which data set it was trained on; pass --dataset")
+        raise UsageError(f"{args.checkpoint} does not say which data set it was trained on; pass --dataset")
     load_args = {**stored, "name": name} if stored.get("name") == name else {"name": name}
     if args.data_dir is not None:
         load_args["data_dir"] = args.data_dir
@@ -240,7 +262,7 @@ def _eval(args: argparse.Namespace) -> int:
     data = load_dataset(**load_args)
     images = {"test": data.test, "val": data.val, "train": data.train}[args.split]
     if images is None:
-        raise ValueError(f"{name} loaded with split {load_args.get('split', 'default')!r} has no validation part; "
+        raise UsageError(f"{name} loaded with split {load_args.get('split', 'default')!r} has no validation part; "
                          "use --split test")
     mean = std = None
     if name != meta.get("dataset"):

@@ -1,4 +1,4 @@
-"""Data sets, splits, normalisation presets and a fast device-side input pipeline (SPEC §2).
+"""Data sets, splits, normalisation presets and a fast device-side input pipeline.
 
 The seed reports train on CIFAR-10 (seeds 000, 004) and CIFAR-100 (seeds 001-003) with
 random-crop + flip augmentation, per-channel normalisation and, for some, a held-out
@@ -28,6 +28,8 @@ from .datasets import (
     DatasetDownloadError,
     DatasetError,
     DatasetNotFoundError,
+    UnknownDatasetError,
+    canonical_dataset_name,
     default_data_dir,
     load_cifar,
     load_dataset,
@@ -54,6 +56,8 @@ __all__ = [
     "DatasetDownloadError",
     "DatasetError",
     "DatasetNotFoundError",
+    "UnknownDatasetError",
+    "canonical_dataset_name",
     "DeviceLoader",
     "ImageSet",
     "Loaders",

@@ -1,7 +1,7 @@
 """Batched, on-device random crop (zero padding) + horizontal flip, and normalisation.
 
 The reports augment with torchvision's ``RandomCrop(32, padding=4)`` followed by
-``RandomHorizontalFlip()`` (SPEC §2). Per image, that is: pad with zeros, pick a top-left
+``RandomHorizontalFlip()``. Per image, that is: pad with zeros, pick a top-left
 corner uniformly in ``{0..2p} x {0..2p}`` of the padded image, cut out the original size,
 and mirror with probability 1/2. Here the same draw is made for a whole batch at once and
 applied with one gather, so a batch on the GPU costs a few kernel launches instead of a
@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .errors import DataArgumentError
 
 __all__ = ["sample_crop_flip", "crop_flip", "random_crop_flip", "normalize", "normalization_affine"]
 
@@ -37,7 +39,7 @@ def sample_crop_flip(
         (True, torch.bool)
     """
     if padding < 0:
-        raise ValueError(f"padding must be non-negative; got {padding}.")
+        raise DataArgumentError(f"padding must be non-negative; got {padding}.")
     device = generator.device if generator is not None else torch.device("cpu")
     top = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
     left = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
@@ -120,9 +122,9 @@ def normalization_affine(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift), each (1, C, 1, 1) float32, with ``(x / 255 - mean) / std == x * scale + shift``."""
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {channels}-channel images.")
+        raise DataArgumentError(f"mean/std have {len(mean)}/{len(std)} values for {channels}-channel images.")
     if any(not s > 0 for s in std):
-        raise ValueError(f"every std must be positive; got {tuple(std)}.")
+        raise DataArgumentError(f"every std must be positive; got {tuple(std)}.")
     std_t = torch.tensor(std, dtype=torch.float64)
     mean_t = torch.tensor(mean, dtype=torch.float64)
     scale = (1.0 / (255.0 * std_t)).to(torch.float32).view(1, channels, 1, 1)

@@ -3,7 +3,7 @@
 A CIFAR split is small (50,000 x 3 x 32 x 32 bytes = 147 MiB), so it is held whole as one
 uint8 tensor instead of a `torch.utils.data.Dataset` of PIL images: that is what lets
 `DeviceLoader` keep it on the GPU and augment a batch with a handful of tensor ops
-(SPEC §2; STYLE.md, airbench).
+(STYLE.md, airbench).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence, Union
 
 import torch
+
+from .errors import DataArgumentError, DataTypeError
 
 __all__ = ["ImageSet", "DataBundle"]
 
@@ -38,20 +40,21 @@ class ImageSet:
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-            raise TypeError(
+            raise DataTypeError(
                 "ImageSet.images must be a uint8 tensor of shape (N, C, H, W); got "
                 f"{_describe(images)}. Convert float images in [0, 1] with "
                 "(x * 255).round().to(torch.uint8)."
             )
         if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
-            raise TypeError(f"ImageSet.labels must be a 1-D tensor; got {_describe(labels)}.")
+            raise DataTypeError(f"ImageSet.labels must be a 1-D tensor; got {_describe(labels)}.")
         if labels.dtype != torch.int64:
             # Frozen: assign through object.__setattr__ so callers may pass int32/uint8 labels.
             object.__setattr__(self, "labels", labels.long())
         if images.shape[0] != labels.shape[0]:
-            raise ValueError(f"ImageSet has {images.shape[0]} images but {labels.shape[0]} labels; they must match.")
+            raise DataArgumentError(
+                f"ImageSet has {images.shape[0]} images but {labels.shape[0]} labels; they must match.")
         if images.device != labels.device:
-            raise ValueError(f"images are on {images.device} but labels on {labels.device}; use .to(device).")
+            raise DataArgumentError(f"images are on {images.device} but labels on {labels.device}; use .to(device).")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -91,7 +94,7 @@ class DataBundle:
 
     `mean`/`std` are the per-channel normalisation (on the [0, 1] scale) that
     `DeviceLoader` applies; they are chosen when the bundle is made (`load_dataset(norm=)`,
-    SPEC §2). `val` is None when the split has no validation part (seed 004 trains on all
+    the reports). `val` is None when the split has no validation part (seed 004 trains on all
     50,000 images). `split` records the (train, val) sizes and `split_seed` the seed that
     drew them, so a run's log can say exactly which images it trained on.
 
@@ -118,12 +121,12 @@ class DataBundle:
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise ValueError(
+            raise DataArgumentError(
                 f"{self.name}: mean/std have {len(self.mean)}/{len(self.std)} entries but the images "
                 f"have {self.in_chans} channel(s)."
             )
         if len(self.classes) != self.num_classes:
-            raise ValueError(f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes.")
+            raise DataArgumentError(f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes.")
 
     def __repr__(self) -> str:
         synthetic = ", SYNTHETIC" if self.is_synthetic else ""

@@ -1,4 +1,4 @@
-"""Loading the data sets of the seed reports into `DataBundle`s (SPEC §2, §4).
+"""Loading the data sets of the seed reports into `DataBundle`s (the seed reports; ResNet-18, VGG and AlexNet reports).
 
 * CIFAR-10 / CIFAR-100 come through `torchvision.datasets.CIFAR10/CIFAR100`: the same file
   layout, checksums and download code as torchvision. What cifarnets adds is an error that
@@ -34,7 +34,9 @@ import torch.nn.functional as F
 import torchvision.datasets
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
+from .._utils import CifarnetsError
 from .containers import DataBundle, ImageSet
+from .errors import DataArgumentError
 from .normalization import NormSpec, resolve_normalization
 from .splits import DEFAULT_SPLIT, SplitSpec, parse_split, split_indices, stratified_sample
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_splits
@@ -47,6 +49,8 @@ __all__ = [
     "DatasetChecksumError",
     "DatasetCorruptError",
     "DatasetDownloadError",
+    "UnknownDatasetError",
+    "canonical_dataset_name",
     "default_data_dir",
     "load_dataset",
     "load_cifar",
@@ -58,15 +62,10 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "fashion_mnist", "synthetic")
-_ALIASES = {
-    "cifar-10": "cifar10",
-    "cifar_10": "cifar10",
-    "cifar-100": "cifar100",
-    "cifar_100": "cifar100",
-    "fashion-mnist": "fashion_mnist",
-    "fashionmnist": "fashion_mnist",
-    "fmnist": "fashion_mnist",
-}
+# Names as users type them, compared without case, spaces, '-' and '_': "CIFAR-10", "cifar_100",
+# "FashionMNIST", "fashion-mnist" and "fmnist" all resolve; runs record the canonical name.
+_ALIASES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashionmnist": "fashion_mnist",
+            "fmnist": "fashion_mnist", "synthetic": "synthetic"}
 _IN_CHANS = {"cifar10": 3, "cifar100": 3, "fashion_mnist": 1, "synthetic": 3}
 _DISPLAY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST", "synthetic": "SYNTHETIC"}
 
@@ -77,8 +76,12 @@ _FASHION_MNIST_FILES = {
 }
 
 
-class DatasetError(RuntimeError):
+class DatasetError(CifarnetsError, RuntimeError):
     """Base class of the errors `load_dataset` raises about data on disk or on the network."""
+
+
+class UnknownDatasetError(CifarnetsError, ValueError):
+    """A data set name that is none of `DATASETS` (in any of the spellings `canonical_dataset_name` accepts)."""
 
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
@@ -114,12 +117,22 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "cifarnets" / "data"
 
 
-def _canonical_name(name: str) -> str:
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise ValueError(f"Unknown data set {name!r}; choose one of {list(DATASETS)}.")
-    return key
+def canonical_dataset_name(name: str) -> str:
+    """The canonical name (one of `DATASETS`) of a data set name as users type it.
+
+    Example:
+        >>> [canonical_dataset_name(n) for n in ("CIFAR-10", "CIFAR100", "FashionMNIST", "fashion-mnist")]
+        ['cifar10', 'cifar100', 'fashion_mnist', 'fashion_mnist']
+    """
+    if not isinstance(name, str):
+        raise UnknownDatasetError(f"a data set name is a string such as 'cifar10'; got {type(name).__name__}")
+    key = "".join(c for c in name.lower() if c.isalnum())
+    if key not in _ALIASES:
+        raise UnknownDatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    return _ALIASES[key]
+
+
+_canonical_name = canonical_dataset_name
 
 
 # --------------------------------------------------------------------------------------
@@ -248,7 +261,7 @@ def load_cifar(
     """
     key = _canonical_name(name)
     if key not in _CIFAR_CLASSES:
-        raise ValueError(f"load_cifar loads cifar10 or cifar100, not {name!r}.")
+        raise DataArgumentError(f"load_cifar loads cifar10 or cifar100, not {name!r}.")
     cls, verified = _CIFAR_CLASSES[key]
     root = _cifar_root(Path(data_dir).expanduser() if data_dir is not None else default_data_dir(), cls)
     try:
@@ -435,7 +448,7 @@ def load_dataset(
     limit: Optional[int] = None,
     synthetic_sizes: tuple[int, int] = (5000, 1000),
 ) -> DataBundle:
-    """Load a data set of the seed reports as a `DataBundle` (SPEC §2).
+    """Load a data set of the seed reports as a `DataBundle`.
 
     Args:
         name: "cifar10", "cifar100", "fashion_mnist" or "synthetic".
@@ -481,7 +494,7 @@ def load_dataset(
 
     if limit is not None:
         if not 0 < int(limit) <= len(train):
-            raise ValueError(
+            raise DataArgumentError(
                 f"limit={limit} must be between 1 and the {len(train)} training images of {_DISPLAY[key]} "
                 f"(after the {'none' if sizes is None else f'{sizes[0]}:{sizes[1]}'} split)."
             )

@@ -5,7 +5,7 @@ crop/flip parameters, made on the CPU from a generator seeded by (seed, epoch) a
 the device once; each batch is then an index, a pad, a gather and a fused normalise on the
 device, with no host synchronisation (the airbench recipe, STYLE.md).
 
-Determinism is the contract the trainer relies on for exact resume (SPEC §2): epoch ``e``'s
+Determinism is the contract the trainer relies on for exact resume: epoch ``e``'s
 batches depend only on (data, `seed`, ``e``, `rank`, `world_size`, `batch_size`), never on the
 global RNG or on what ran before, so a run resumed at an epoch boundary sees the same batches
 as one that never stopped. Because the draws are made on the CPU, they are also the same on
@@ -28,11 +28,17 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 
+from .._utils import CifarnetsError
 from .augment import crop_flip, normalization_affine
 from .containers import DataBundle, ImageSet
+from .errors import DataArgumentError, DataTypeError
 from .seeding import make_generator
 
-__all__ = ["DeviceLoader", "Loaders", "make_loaders"]
+__all__ = ["DeviceLoader", "EmptySplitError", "Loaders", "make_loaders"]
+
+
+class EmptySplitError(CifarnetsError, ValueError):
+    """A split handed to `DeviceLoader` has no images, or too few for one batch."""
 
 Device = Union[str, torch.device, None]
 
@@ -94,15 +100,15 @@ class DeviceLoader:
         even_shards: Optional[bool] = None,
     ) -> None:
         if not isinstance(data, ImageSet):
-            raise TypeError(f"DeviceLoader serves an ImageSet (e.g. bundle.train); got {type(data).__name__}.")
+            raise DataTypeError(f"DeviceLoader serves an ImageSet (e.g. bundle.train); got {type(data).__name__}.")
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive; got {batch_size}.")
+            raise DataArgumentError(f"batch_size must be positive; got {batch_size}.")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size; got rank={rank}, world_size={world_size}.")
+            raise DataArgumentError(f"need 0 <= rank < world_size; got rank={rank}, world_size={world_size}.")
         if padding < 0:
-            raise ValueError(f"padding must be non-negative; got {padding}.")
+            raise DataArgumentError(f"padding must be non-negative; got {padding}.")
         if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype; got {dtype}.")
+            raise DataArgumentError(f"dtype must be a floating dtype; got {dtype}.")
         self.data = data.to(device) if device is not None else data
         self.device = self.data.device
         self.batch_size = int(batch_size)
@@ -121,10 +127,15 @@ class DeviceLoader:
         self.std = tuple(float(s) for s in std)
         self._scale, self._shift = normalization_affine(self.mean, self.std, self.data.images.shape[1], self.device)
         self.epoch = 0
+        if len(self.data) == 0:
+            raise EmptySplitError(
+                "the split has no images (0 of them); check the data set and its split/limit (e.g. --limit larger "
+                "than 0, a val part that is not empty)")
         if self.num_samples == 0 or len(self) == 0:
-            raise ValueError(
+            fix = "lower batch_size or set drop_last=False" if self.drop_last else "lower batch_size"
+            raise EmptySplitError(
                 f"{len(self.data)} images with batch_size={batch_size}, world_size={world_size} and "
-                f"drop_last={drop_last} leave rank {rank} no batch; lower batch_size or set drop_last=False."
+                f"drop_last={drop_last} leave rank {rank} no batch; {fix}."
             )
 
     def __repr__(self) -> str:
@@ -154,7 +165,7 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         """Serve epoch `epoch` on the next iteration (call before each epoch, as with DistributedSampler)."""
         if epoch < 0:
-            raise ValueError(f"epoch must be non-negative; got {epoch}.")
+            raise DataArgumentError(f"epoch must be non-negative; got {epoch}.")
         self.epoch = int(epoch)
 
     def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

@@ -1,4 +1,4 @@
-"""Per-channel normalisation presets (SPEC §2).
+"""Per-channel normalisation presets.
 
 The seeds disagree on CIFAR-10's std: seed 000 uses (0.2023, 0.1994, 0.2010), a value
 copied across many CIFAR repositories that is *not* the data's standard deviation (it is
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence, Union
+
+from .errors import DataArgumentError, DataTypeError
 
 __all__ = ["Normalization", "NORMALIZATION", "DEFAULT_NORMALIZATION", "resolve_normalization", "NormSpec"]
 
@@ -95,13 +97,13 @@ def resolve_normalization(
         if key == "none":
             return "none", (0.0,) * in_chans, (1.0,) * in_chans
         if key not in NORMALIZATION:
-            raise ValueError(
+            raise DataArgumentError(
                 f"Unknown normalisation preset {norm!r}; choose one of {sorted(NORMALIZATION)}, 'none', "
                 "or pass an explicit (mean, std) pair."
             )
         preset = NORMALIZATION[key]
         if len(preset.mean) != in_chans:
-            raise ValueError(
+            raise DataArgumentError(
                 f"Normalisation preset {key!r} has {len(preset.mean)} channel(s) but {dataset} images have "
                 f"{in_chans}; use {DEFAULT_NORMALIZATION[dataset]!r} (the {dataset} default)."
             )
@@ -111,13 +113,13 @@ def resolve_normalization(
         mean = tuple(float(m) for m in mean_seq)
         std = tuple(float(s) for s in std_seq)
     except (TypeError, ValueError) as err:
-        raise TypeError(
+        raise DataTypeError(
             f"norm must be a preset name or a (mean, std) pair of per-channel sequences; got {norm!r}."
         ) from err
     if len(mean) != in_chans or len(std) != in_chans:
-        raise ValueError(
+        raise DataArgumentError(
             f"norm has {len(mean)} mean and {len(std)} std value(s) but {dataset} images have {in_chans} channel(s)."
         )
     if any(not s > 0 for s in std):
-        raise ValueError(f"every std must be positive; got {std}.")
+        raise DataArgumentError(f"every std must be positive; got {std}.")
     return None, mean, std

@@ -1,4 +1,4 @@
-"""Seeded, class-stratified train/val splits and subsets (SPEC §2).
+"""Seeded, class-stratified train/val splits and subsets.
 
 The reports hold out part of the 50,000 training images for validation:
 
@@ -21,6 +21,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from .errors import DataArgumentError, DataTypeError
 from .seeding import make_generator
 
 __all__ = ["SplitSpec", "DEFAULT_SPLIT", "parse_split", "stratified_sample", "split_indices"]
@@ -57,7 +58,7 @@ def parse_split(split: SplitSpec, total: int, dataset: str = "the data set") -> 
             return None
         match = _SPLIT_RE.match(split)
         if match is None:
-            raise ValueError(
+            raise DataArgumentError(
                 f"Cannot read split {split!r}; write it as 'TRAIN:VAL' (e.g. '40000:10000'), or 'none' for no "
                 "validation set."
             )
@@ -66,11 +67,11 @@ def parse_split(split: SplitSpec, total: int, dataset: str = "the data set") -> 
         try:
             n_train, n_val = (int(v) for v in split)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"split must be 'TRAIN:VAL', a (train, val) pair or None; got {split!r}.") from err
+            raise DataTypeError(f"split must be 'TRAIN:VAL', a (train, val) pair or None; got {split!r}.") from err
     if n_train <= 0 or n_val < 0:
-        raise ValueError(f"split {n_train}:{n_val} needs a positive train size and a non-negative val size.")
+        raise DataArgumentError(f"split {n_train}:{n_val} needs a positive train size and a non-negative val size.")
     if n_train + n_val != total:
-        raise ValueError(
+        raise DataArgumentError(
             f"split {n_train}:{n_val} adds up to {n_train + n_val}, but {dataset} has {total} training images; "
             f"the two sizes must add up to {total} (e.g. '{total - n_val}:{n_val}' if you meant {n_val} for "
             "validation). To train on fewer images, use limit= instead."
@@ -96,7 +97,7 @@ def stratified_sample(labels: torch.Tensor, k: int, *, seed: int, tag: str = "sa
     labels = labels.cpu()
     n = labels.numel()
     if not 0 <= k <= n:
-        raise ValueError(f"cannot draw {k} of {n} images.")
+        raise DataArgumentError(f"cannot draw {k} of {n} images.")
     gen = make_generator(seed, tag, n, k)
     counts = torch.bincount(labels)
     num_classes = counts.numel()
@@ -138,7 +139,7 @@ def split_indices(
         return torch.arange(n), None
     n_train, n_val = split
     if n_train + n_val != n:
-        raise ValueError(f"split {n_train}:{n_val} does not add up to the {n} images given.")
+        raise DataArgumentError(f"split {n_train}:{n_val} does not add up to the {n} images given.")
     val = stratified_sample(labels, n_val, seed=seed, tag="val")
     keep = torch.ones(n, dtype=torch.bool)
     keep[val] = False

@@ -1,7 +1,7 @@
 """A SYNTHETIC 10-class image set, generated from a seed with torch only (no files).
 
 It exists so that the trainer, the CLI and the tests can run end to end on any machine,
-including ones without CIFAR (SPEC §4: no CIFAR download is possible on the build machine).
+including ones without CIFAR (no CIFAR download is possible on the build machine).
 It is not a benchmark: numbers measured on it say nothing about CIFAR.
 
 Each image is a noisy background with one soft-edged patch at a random place, size, phase and
@@ -21,6 +21,7 @@ import time
 import torch
 
 from .containers import ImageSet
+from .errors import DataArgumentError
 from .seeding import make_generator
 
 __all__ = ["SYNTHETIC_CLASSES", "make_synthetic_images", "make_synthetic_splits"]
@@ -58,7 +59,7 @@ def make_synthetic_images(num: int, *, seed: int, split: str = "train", size: in
         (torch.Size([100, 3, 32, 32]), torch.uint8, [10, 10, 10])
     """
     if num < 0:
-        raise ValueError(f"num must be non-negative; got {num}.")
+        raise DataArgumentError(f"num must be non-negative; got {num}.")
     cached = _generate(int(num), int(seed), str(split), int(size))
     return ImageSet(cached.images.clone(), cached.labels.clone())
 

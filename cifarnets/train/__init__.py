@@ -1,4 +1,4 @@
-"""Training: the reports' experiments (SPEC §2), fast, resumable, and with nothing lost.
+"""Training: the reports' experiments, fast, resumable, and with nothing lost.
 
     >>> from cifarnets.data import load_dataset
     >>> from cifarnets.train import TrainConfig, fit, load_checkpoint
@@ -8,38 +8,38 @@
     >>> history.epochs[0].epoch, history.test["n"]
     (1, 200)
 
-With ``out_dir=`` the run folder keeps config, history, best/last weights (safetensors), the
-optimiser state and the test result, every file written atomically; ``resume(out_dir)``
-continues an interrupted run exactly. Under ``torchrun`` the same `fit` trains with DDP.
+With ``out_dir=`` the run folder (`RunDir`) keeps config, history, best/last weights
+(safetensors), the checkpoint and the test result, every file written atomically and the
+folder locked while a process trains in it; ``resume(out_dir)`` continues an interrupted run
+exactly. Under ``torchrun`` the same `fit` trains with DDP.
 """
 
+from ._model import ModelDataMismatchError, ModelSpecError
 from .checkpoint import (
     CheckpointError,
+    CheckpointNotFoundError,
     atomic_write,
     load_checkpoint,
     read_metadata,
     save_weights,
     strip_prefixes,
 )
-from .config import OPTIMIZERS, RUNTIME_FIELDS, SCHEDULES, TrainConfig
+from .config import OPTIMIZERS, RUNTIME_FIELDS, SCHEDULE_FIELDS, SCHEDULES, ConfigError, TrainConfig
+from .distributed import DeviceError, DistributedError
+from .evaluate import evaluate
 from .history import HISTORY_SCHEMA, EpochRecord, History
-from .loop import (
-    RUN_FILES,
-    EpochCallback,
-    NonFiniteLossError,
-    RunExistsError,
-    evaluate,
-    fit,
-    read_run_config,
-    resume,
-)
+from .loop import EpochCallback, NonFiniteLossError, ResumeMismatchError, TrainingDivergedError, fit
 from .optim import build_optimizer, build_scheduler
 from .results import ResultRow, ResultsTable, results_table
+from .resume import read_run_config, resume
+from .rundir import RUN_FILES, NotARunError, RunConfigError, RunDir, RunDirError, RunExistsError, RunLockedError
 
 __all__ = [
-    "HISTORY_SCHEMA", "OPTIMIZERS", "RUNTIME_FIELDS", "RUN_FILES", "SCHEDULES", "CheckpointError", "EpochCallback",
-    "EpochRecord", "History", "NonFiniteLossError", "RunExistsError", "TrainConfig", "atomic_write",
-    "build_optimizer", "build_scheduler", "evaluate", "fit", "load_checkpoint", "read_metadata", "read_run_config",
-    "resume", "save_weights", "strip_prefixes",
+    "HISTORY_SCHEMA", "OPTIMIZERS", "RUNTIME_FIELDS", "RUN_FILES", "SCHEDULES", "SCHEDULE_FIELDS", "CheckpointError",
+    "CheckpointNotFoundError", "ConfigError", "DeviceError", "DistributedError", "EpochCallback", "EpochRecord",
+    "History", "ModelDataMismatchError", "ModelSpecError", "NonFiniteLossError", "NotARunError", "ResultRow",
+    "ResultsTable", "ResumeMismatchError", "RunConfigError", "RunDir", "RunDirError", "RunExistsError",
+    "RunLockedError", "TrainConfig",
+    "TrainingDivergedError", "atomic_write", "build_optimizer", "build_scheduler", "evaluate", "fit",
+    "load_checkpoint", "read_metadata", "read_run_config", "results_table", "resume", "save_weights", "strip_prefixes",
 ]
-__all__ += ["ResultRow", "ResultsTable", "results_table"]

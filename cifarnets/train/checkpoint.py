@@ -3,9 +3,10 @@
 * Weights are ``.safetensors`` files: tensors plus a JSON description (model name, the
   `cifarnets.create` keywords, epoch, metrics, the normalisation the model was trained with),
   so `load_checkpoint` can rebuild the model with nothing else at hand.
-* Optimiser, scheduler and RNG state go to a sidecar written with ``torch.save`` and read
-  back with ``torch.load(weights_only=True)``, which refuses every pickled object that is not
-  a tensor or a plain container. ``.pt``/``.pth`` files from elsewhere load the same way:
+* A run's checkpoint proper (`cifarnets.train.rundir`: weights, optimiser, scheduler, RNG,
+  history in one file) is written with ``torch.save`` and read back with
+  ``torch.load(weights_only=True)``, which refuses every pickled object that is not a tensor
+  or a plain container. ``.pt``/``.pth`` files from elsewhere load the same way:
   a file that needs arbitrary unpickling (a "pickle bomb" or simply a pickled module) is
   refused with `CheckpointError`, never executed.
 * Every file is written atomically: to a temporary file in the same folder, flushed and
@@ -18,7 +19,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -29,11 +29,11 @@ from typing import IO, Any, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from .._utils import atomic_write, unwrap_model
+from .._utils import CifarnetsError, atomic_write, unwrap_model
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CheckpointError", "atomic_write", "load_checkpoint", "load_state", "read_metadata",
-    "save_state", "save_weights", "state_dict_for_save", "strip_prefixes",
+    "CHECKPOINT_FORMAT", "CheckpointError", "CheckpointNotFoundError", "atomic_write", "load_checkpoint",
+    "read_metadata", "save_weights", "state_dict_for_save", "strip_prefixes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,29 @@ _META_KEY = "cifarnets"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CifarnetsError, RuntimeError):
     """A checkpoint cannot be read, is unsafe to read, or does not fit the model."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """There is no checkpoint where one was asked for."""
+
+
+def _check_readable(path: Path) -> bytes:
+    """The first bytes of `path`, or a `CheckpointError` that names the real reason it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16)
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"no checkpoint at {path}") from None
+    except PermissionError:
+        raise CheckpointError(
+            f"cannot read {path}: permission denied (it belongs to another user or group). Ask its owner to make "
+            "it readable (chmod a+r; cifarnets writes run files 0666 less the umask), or copy it") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from err
 
 
 # ---------------------------------------------------------------------- state dicts
@@ -108,6 +129,7 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     """The JSON description stored in a ``.safetensors`` checkpoint (``{}`` if it has none)."""
     from safetensors import safe_open
 
+    _check_readable(Path(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -124,6 +146,14 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
 
 
 def _torch_load_safely(source: Union[PathLike, IO[bytes]], *, map_location: Any = "cpu", what: str = "file") -> Any:
+    if isinstance(source, (str, os.PathLike)):
+        head = _check_readable(Path(source))
+        # torch.save writes a zip archive (PK..); older torch a pickle (protocol byte 0x80). Anything else
+        # (a text file, a safetensors file renamed .pt, ...) is not a checkpoint at all.
+        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+            raise CheckpointError(
+                f"{what} is not a checkpoint: it is neither a torch.save file nor a .safetensors file "
+                f"(it starts with {head[:8]!r}); pass a run folder, a .safetensors file or a .pt state dict")
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -137,31 +167,6 @@ def _torch_load_safely(source: Union[PathLike, IO[bytes]], *, map_location: Any 
         raise CheckpointError(f"cannot read {what} ({err}); is it a complete torch.save file?") from err
 
 
-# ---------------------------------------------------------------------- training state sidecar
-
-
-def save_state(path: PathLike, state: Mapping[str, Any]) -> Path:
-    """Atomically ``torch.save`` a training-state dict (optimiser, scheduler, RNG, history JSON).
-
-    Only tensors, numbers, strings, ``None`` and lists/tuples/dicts of them may be inside, so
-    that `load_state` can read it with ``weights_only=True``.
-    """
-    buffer = io.BytesIO()
-    torch.save(dict(state), buffer)
-    return atomic_write(path, buffer.getvalue())
-
-
-def load_state(path: PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a `save_state` file with ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no training state at {path}")
-    state = _torch_load_safely(path, map_location=map_location, what=str(path))
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a training-state dict (found {type(state).__name__})")
-    return state
-
-
 # ---------------------------------------------------------------------- loading checkpoints
 
 
@@ -172,12 +177,12 @@ def _resolve_checkpoint_path(path: PathLike) -> Path:
             if (path / name).is_file():
                 return path / name
         found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"{path} is a folder without best.safetensors or last.safetensors (it holds: {found}); "
             "pass a run folder written by `cifarnets train` or a checkpoint file"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise CheckpointNotFoundError(f"no checkpoint at {path}")
     return path
 
 
@@ -220,7 +225,8 @@ def load_checkpoint(
         ('vgg08', 100, 46.84)
     """
     path = _resolve_checkpoint_path(path)
-    if path.suffix == ".safetensors":
+    head = _check_readable(path)
+    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
         from safetensors.torch import load_file
 
         metadata = read_metadata(path)
@@ -239,7 +245,7 @@ def load_checkpoint(
         return state, metadata
     from ..registry import create, is_model
 
-    if not name or not is_model(name):
+    if not name or not is_model(name) or metadata.get("rebuildable") is False:
         logger.info("%s names no registered model (%r); returning its state dict", path, name)
         return state, metadata
     model = create(name, **dict(metadata.get("model_kwargs") or {}))

@@ -1,6 +1,6 @@
-"""`TrainConfig`: every setting of a training run, as data (SPEC §2).
+"""`TrainConfig`: every setting of a training run, as data.
 
-The reports train with a handful of recipes (SPEC §2):
+The reports train with a handful of recipes:
 
 ========  ===================================================================================
 seed      recipe (``TrainConfig(...)``)
@@ -24,17 +24,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, Optional
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "RUNTIME_FIELDS"]
+from .._utils import CifarnetsError
+
+__all__ = ["ConfigError", "OPTIMIZERS", "RUNTIME_FIELDS", "SCHEDULES", "SCHEDULE_FIELDS", "TrainConfig"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
 
 # Fields that change how a run executes but not what it computes: a resumed run may change
 # them (another device, a progress bar or not). Every other field is fixed by config.json.
-RUNTIME_FIELDS = frozenset({"device", "quiet", "compile", "eval_batch_size", "check_every", "out_dir"})
+RUNTIME_FIELDS = frozenset({"device", "quiet", "compile", "eval_batch_size", "check_every", "out_dir",
+                            "dist_timeout", "diverge_factor"})
+
+# Fields a resumed run may change when the caller asks for it explicitly (``resume(...,
+# change_schedule=True)``, CLI ``--resume RUN --change-schedule --lr ...``): the learning rate
+# and its schedule, e.g. after a `NonFiniteLossError`. The change is recorded in the history.
+SCHEDULE_FIELDS = frozenset({"lr", "min_lr", "schedule", "milestones", "gamma", "warmup_epochs",
+                             "warmup_start_factor"})
+
+
+class ConfigError(CifarnetsError, ValueError):
+    """A `TrainConfig` setting (or a stored ``config.json``) is of the wrong type, out of range or inconsistent."""
+
+
+def _f(default: Any, help: str, group: Optional[str], *, cli: Optional[str] = None,
+       shown: Optional[str] = None) -> Any:
+    """A field with its help text, command-line group and option name (``--field-name`` unless `cli`).
+
+    `shown` is how the help text states a default of None (e.g. "on for CUDA").
+    """
+    return field(default=default, metadata={"help": help, "group": group, "cli": cli, "shown": shown})
 
 
 @dataclass
@@ -97,80 +120,98 @@ class TrainConfig:
     """
 
     # what and how long
-    epochs: int = 100
-    batch_size: int = 100
-    eval_batch_size: Optional[int] = None
+    epochs: int = _f(100, "epochs to train", "run")
+    batch_size: int = _f(100, "global batch size (split evenly over torchrun processes)", "run")
+    eval_batch_size: Optional[int] = _f(None, "evaluation batch size", "run", shown="2 x the per-process batch")
     # optimiser
-    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    decoupled_wd: Optional[bool] = None
-    no_wd_norm_bias: bool = False
+    optimizer: Literal["sgd", "adam", "adamw"] = _f("adam", "optimiser", "optimiser and schedule", cli="--opt")
+    lr: float = _f(1e-3, "learning rate (peak, after warm-up)", "optimiser and schedule")
+    momentum: float = _f(0.9, "SGD momentum", "optimiser and schedule")
+    nesterov: bool = _f(False, "Nesterov momentum (SGD)", "optimiser and schedule")
+    betas: tuple[float, float] = _f((0.9, 0.999), "Adam/AdamW betas", "optimiser and schedule")
+    weight_decay: float = _f(0.0, "weight decay; coupled L2 unless --decoupled-wd", "optimiser and schedule",
+                             cli="--wd")
+    decoupled_wd: Optional[bool] = _f(None, "decoupled weight decay (AdamW / SGDW)", "optimiser and schedule",
+                                      shown="only with --opt adamw")
+    no_wd_norm_bias: bool = _f(False, "no weight decay on norm weights and biases", "optimiser and schedule")
     # schedule
-    schedule: Literal["none", "cosine", "step"] = "cosine"
-    min_lr: float = 0.0
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    warmup_start_factor: float = 0.01
-    schedule_unit: Literal["epoch", "step"] = "epoch"
+    schedule: Literal["none", "cosine", "step"] = _f("cosine", "learning-rate schedule", "optimiser and schedule",
+                                                     cli="--sched")
+    min_lr: float = _f(0.0, "cosine floor (the coursework of seeds 001-003 used 2e-5)", "optimiser and schedule")
+    milestones: tuple[int, ...] = _f((), "epochs at which the step schedule multiplies the lr by gamma",
+                                     "optimiser and schedule", shown="none")
+    gamma: float = _f(0.1, "step schedule factor", "optimiser and schedule")
+    warmup_epochs: float = _f(0.0, "linear warm-up epochs", "optimiser and schedule")
+    warmup_start_factor: float = _f(0.01, "warm-up starts at this fraction of lr", "optimiser and schedule")
+    schedule_unit: Literal["epoch", "step"] = _f("epoch", "step the schedule per epoch (the reports) or per "
+                                                 "iteration", "optimiser and schedule", cli="--sched-unit")
     # loss and data
-    label_smoothing: float = 0.0
-    augment: bool = True
-    padding: int = 4
-    drop_last: bool = False
+    label_smoothing: float = _f(0.0, "label smoothing of the training loss", "optimiser and schedule")
+    augment: bool = _f(True, "random crop + horizontal flip of training images", "run")
+    padding: int = _f(4, "zero padding (pixels) of the random crop", "run")
+    drop_last: bool = _f(False, "drop the last incomplete training batch", "run")
     # reproducibility and speed
-    seed: int = 0
-    deterministic: bool = False
-    amp: Optional[bool] = None
-    channels_last: Optional[bool] = None
-    compile: bool = False
-    sync_bn: bool = False
-    device: Optional[str] = None
+    seed: int = _f(0, "training seed: initial weights, order, augmentation, dropout", "run")
+    deterministic: bool = _f(False, "deterministic algorithms (bit-identical reruns and resumes)", "run")
+    amp: Optional[bool] = _f(None, "bf16 autocast", "run", shown="on for CUDA with bf16")
+    channels_last: Optional[bool] = _f(None, "NHWC memory format", "run", shown="on for CUDA and CPU")
+    compile: bool = _f(False, "torch.compile the model", "run")
+    sync_bn: bool = _f(False, "SyncBatchNorm under torchrun", "run")
+    device: Optional[str] = _f(None, "cpu, cuda, cuda:1, mps", "run", shown="best available")
+    dist_timeout: float = _f(600.0, "seconds a torchrun process waits for the others before it stops with an "
+                             "error (a stopped or dead peer)", "run")
+    diverge_factor: float = _f(1000.0, "stop when the training loss exceeds this many times the chance-level "
+                               "loss ln(classes); 0 turns the check off", "run")
     # bookkeeping
-    out_dir: Optional[str] = None
-    grad_flow: bool = True
-    check_every: int = 50
-    quiet: bool = False
-    label: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    out_dir: Optional[str] = _f(None, "run folder", None)
+    grad_flow: bool = _f(True, "record the gradient flow of every weight layer", "run")
+    check_every: int = _f(50, "steps between two checks of the loss (NaN, divergence)", "run")
+    quiet: bool = _f(False, "no progress bar", "run")
+    label: str = _f("", "name of the run in tables and legends", "run", shown="the model and its flags")
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def __post_init__(self) -> None:
-        # JSON gives lists back; keep the dataclass comparable and hashable-looking.
+        self.validate()
+        # JSON gives lists back; keep the dataclass comparable.
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.milestones = tuple(int(m) for m in self.milestones)
-        self.validate()
+        for name in _FLOAT_FIELDS:
+            setattr(self, name, float(getattr(self, name)))
 
     # ------------------------------------------------------------------ validation
 
     def validate(self) -> None:
-        """Raise `ValueError` naming the first inconsistent setting and how to fix it."""
+        """Raise `ConfigError` (a `ValueError`) naming the first bad setting and how to fix it.
+
+        Every field is checked for its type (``epochs=True`` or ``lr="1e-3"`` are refused, not
+        coerced), finiteness and range, before anything is trained or written.
+        """
         def need(ok: bool, message: str) -> None:
             if not ok:
-                raise ValueError(f"TrainConfig: {message}")
+                raise ConfigError(f"TrainConfig: {message}")
 
-        need(isinstance(self.epochs, int) and self.epochs >= 1,
-             f"epochs must be a positive integer; got {self.epochs!r}")
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1,
-             f"batch_size must be a positive integer; got {self.batch_size!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _type_ok(value, _HINTS[f.name]):
+                raise ConfigError(f"TrainConfig: {f.name} must be {_type_name(_HINTS[f.name])}; got {value!r} "
+                                  f"({type(value).__name__})")
+            if f.name in _FLOAT_FIELDS and not math.isfinite(value):
+                raise ConfigError(f"TrainConfig: {f.name} must be a finite number; got {value!r}")
+
+        need(self.epochs >= 1, f"epochs must be a positive integer; got {self.epochs!r}")
+        need(self.batch_size >= 1, f"batch_size must be a positive integer; got {self.batch_size!r}")
         need(self.eval_batch_size is None or self.eval_batch_size >= 1,
              f"eval_batch_size must be positive or None; got {self.eval_batch_size!r}")
-        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
-        need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number; got {self.lr!r}")
+        need(self.lr > 0, f"lr must be a positive number; got {self.lr!r}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum!r}")
         need(not (self.nesterov and self.optimizer != "sgd"),
              f"nesterov applies to optimizer='sgd' only; got optimizer={self.optimizer!r}")
         need(not (self.nesterov and self.momentum == 0), "nesterov needs momentum > 0")
-        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-             f"betas must be two numbers in [0, 1); got {self.betas!r}")
+        need(all(0 <= b < 1 for b in self.betas), f"betas must be two numbers in [0, 1); got {list(self.betas)!r}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay!r}")
         need(not (self.optimizer == "adamw" and self.decoupled_wd is False),
              "optimizer='adamw' *is* Adam with decoupled weight decay; for coupled L2 (the reports' Adam runs) use "
              "optimizer='adam' with decoupled_wd=False (CLI: --opt adam, without --decoupled-wd)")
-        need(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
         need(0 <= self.min_lr <= self.lr, f"min_lr must be in [0, lr={self.lr}]; got {self.min_lr!r}")
         need(self.schedule == "step" or not self.milestones,
              f"milestones are for schedule='step'; got schedule={self.schedule!r} "
@@ -181,8 +222,6 @@ class TrainConfig:
         need(list(self.milestones) == sorted(set(self.milestones)) and all(0 < m for m in self.milestones),
              f"milestones must be increasing positive epochs; got {list(self.milestones)}")
         need(0 < self.gamma <= 1, f"gamma must be in (0, 1]; got {self.gamma!r}")
-        need(self.schedule_unit in ("epoch", "step"),
-             f"schedule_unit must be 'epoch' or 'step'; got {self.schedule_unit!r}")
         need(0 <= self.warmup_epochs < self.epochs,
              f"warmup_epochs must be in [0, epochs={self.epochs}); got {self.warmup_epochs!r}")
         need(self.schedule_unit == "step" or float(self.warmup_epochs).is_integer(),
@@ -194,8 +233,12 @@ class TrainConfig:
              f"warmup_start_factor must be in (0, 1]; got {self.warmup_start_factor!r}")
         need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1); got {self.label_smoothing!r}")
         need(self.padding >= 0, f"padding must be >= 0; got {self.padding!r}")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer; got {self.seed!r}")
+        need(self.seed >= 0, f"seed must be a non-negative integer; got {self.seed!r}")
         need(self.check_every >= 1, f"check_every must be >= 1; got {self.check_every!r}")
+        need(self.dist_timeout > 0, f"dist_timeout must be a positive number of seconds; got {self.dist_timeout!r}")
+        need(self.diverge_factor == 0 or self.diverge_factor > 1,
+             f"diverge_factor must be 0 (off) or > 1; got {self.diverge_factor!r}")
+        need(self.device is None or bool(self.device.strip()), "device must be a device name such as 'cpu' or None")
 
     # ------------------------------------------------------------------ derived
 
@@ -233,16 +276,72 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Inverse of `to_dict`; unknown keys (from a newer cifarnets) raise, naming them."""
+        """Inverse of `to_dict`; unknown keys (from a newer cifarnets) and bad values raise `ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a TrainConfig is stored as a JSON object; got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"TrainConfig does not know {', '.join(map(repr, unknown))}; was the run written by a newer cifarnets? "
                 "Upgrade, or remove those keys from config.json."
             )
-        return cls(**dict(data))
+        values = dict(data)
+        for name in ("betas", "milestones"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with `changes` applied (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+_FLOAT_FIELDS = tuple(f.name for f in fields(TrainConfig) if _HINTS[f.name] is float)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+    if origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in args)
+    if hint is type(None):
+        return "None"
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_PLURAL[args[0]]}"
+        return f"a list of {len(args)} {_PLURAL[args[0]]}"
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string",
+            dict: "a dict"}.get(hint, str(hint))
+
+
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}

@@ -9,6 +9,7 @@ summed over ranks, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +19,17 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["DistContext", "env_world", "setup_distributed", "resolve_device"]
+from .._utils import CifarnetsError
+
+__all__ = ["DeviceError", "DistContext", "DistributedError", "env_world", "setup_distributed", "resolve_device"]
+
+
+class DeviceError(CifarnetsError, RuntimeError):
+    """The device (or the torchrun environment) asked for is not available or not understood."""
+
+
+class DistributedError(CifarnetsError, RuntimeError):
+    """A process of a torchrun job stopped answering (or died) and the others gave up waiting."""
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +82,7 @@ def env_world() -> Optional[tuple[int, int, int]]:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", rank))
     except ValueError as err:
-        raise RuntimeError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers: {err}") from err
+        raise DeviceError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers: {err}") from err
     return rank, world, local
 
 
@@ -84,24 +95,29 @@ def resolve_device(requested: Optional[str], local_rank: int = 0, distributed: b
             requested = "mps"
         else:
             requested = "cpu"
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError) as err:
+        raise DeviceError(f"device {requested!r} is not a device name; use cpu, cuda, cuda:1 or mps") from err
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} was asked for but CUDA is not available; "
+            raise DeviceError(f"device {requested!r} was asked for but CUDA is not available; "
                                "use device='cpu' (--device cpu)")
         if device.index is None:
             device = torch.device("cuda", local_rank if distributed else torch.cuda.current_device())
         torch.cuda.set_device(device)
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("device 'mps' was asked for but MPS is not available; use device='cpu' (--device cpu)")
+        raise DeviceError("device 'mps' was asked for but MPS is not available; use device='cpu' (--device cpu)")
     return device
 
 
-def setup_distributed(requested_device: Optional[str]) -> tuple[DistContext, torch.device]:
+def setup_distributed(requested_device: Optional[str], timeout_s: float = 600.0) -> tuple[DistContext, torch.device]:
     """Join (or create) the process group if launched by torchrun; return the context and device.
 
     A process group the caller already initialised is used as it is (and not destroyed by
-    `fit`); otherwise one is created with NCCL for CUDA devices and gloo for CPU.
+    `fit`); otherwise one is created with NCCL for CUDA devices and gloo for CPU, whose
+    collectives give up after `timeout_s` seconds: a stopped or dead peer becomes an error
+    (`fit` raises `DistributedError`) instead of a hang.
     """
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -113,10 +129,11 @@ def setup_distributed(requested_device: Optional[str]) -> tuple[DistContext, tor
         return DistContext(), resolve_device(requested_device)
     rank, world, local = env
     if not dist.is_available():
-        raise RuntimeError("launched with WORLD_SIZE > 1 but this torch build has no torch.distributed")
+        raise DeviceError("launched with WORLD_SIZE > 1 but this torch build has no torch.distributed")
     device = resolve_device(requested_device, local, True)
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs: dict = {"device_id": device} if device.type == "cuda" else {}
+    kwargs["timeout"] = datetime.timedelta(seconds=timeout_s)
     dist.init_process_group(backend=backend, rank=rank, world_size=world, **kwargs)
     logger.info("rank %d/%d joined a %s process group on %s", rank, world, backend, device)
     return DistContext(rank, world, local, owns_group=True), device

@@ -16,9 +16,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["EpochRecord", "History", "HISTORY_SCHEMA"]
+from .._utils import CifarnetsError
+
+__all__ = ["EpochRecord", "History", "HistoryError", "HistoryNotFoundError", "HISTORY_SCHEMA"]
 
 HISTORY_SCHEMA = 1
+
+# create() keywords that follow the data set rather than name a variant of the model.
+_DATA_KEYWORDS = ("in_chans", "num_classes")
+
+
+class HistoryError(CifarnetsError, ValueError):
+    """A ``history.json`` that cannot be read (damaged, or from a newer cifarnets)."""
+
+
+class HistoryNotFoundError(CifarnetsError, FileNotFoundError):
+    """No ``history.json`` where one was asked for."""
 
 
 @dataclass
@@ -57,7 +70,9 @@ class History:
 
     Attributes:
         model: registry name of the model.
-        model_kwargs: keywords given to `cifarnets.create` (flags such as ``bn``, ``rc``).
+        model_kwargs: the `cifarnets.create` keywords of the model (``bn``, ``rc``, ...,
+            ``in_chans``, ``num_classes``): the same keywords as in ``config.json`` and the
+            checkpoints.
         params: parameter count.
         config: the `TrainConfig` as a dict.
         epochs: one `EpochRecord` per finished epoch.
@@ -68,6 +83,9 @@ class History:
         label: short name for legends; defaults to the model and its flags.
         dataset: the data set trained on (``"cifar100"``, ``"synthetic"``, ...).
         num_classes: classes of that data set (the chance level of the curves); 0 if unknown.
+        changes: what resumed runs changed, one entry per resume that changed something:
+            ``{"epoch": first epoch under the change, "changed": {field: [old, new]}}``
+            (learning rate and schedule with ``change_schedule=True``, ``world_size``).
 
     Example:
         >>> h = History(model="vgg08", params=59716)
@@ -86,13 +104,15 @@ class History:
     label: str = ""
     dataset: str = ""
     num_classes: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        """`label`, or the model and its flags (``"vgg38 bn rc"``)."""
+        """`label`, or the model and its flags (``"vgg38 bn rc"``; the data set's in_chans/num_classes left out)."""
         if self.label:
             return self.label
-        flags = [k if v is True else f"{k}={v}" for k, v in self.model_kwargs.items() if v not in (False, None)]
+        flags = [k if v is True else f"{k}={v}" for k, v in self.model_kwargs.items()
+                 if v not in (False, None) and k not in _DATA_KEYWORDS]
         return " ".join([self.model, *flags])
 
     def best(self) -> Optional[EpochRecord]:
@@ -118,9 +138,12 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
+        if not isinstance(data, dict):
+            raise HistoryError(f"a history is a JSON object; got {type(data).__name__}")
         schema = data.get("schema", HISTORY_SCHEMA)
-        if schema > HISTORY_SCHEMA:
-            raise ValueError(f"history schema {schema} is newer than this cifarnets reads ({HISTORY_SCHEMA}); upgrade")
+        if not isinstance(schema, int) or schema > HISTORY_SCHEMA:
+            raise HistoryError(
+                f"history schema {schema!r} is not one this cifarnets reads (up to {HISTORY_SCHEMA}); upgrade")
         known = {f.name for f in fields(cls)} - {"epochs"}
         history = cls(**{k: v for k, v in data.items() if k in known})
         history.epochs = [EpochRecord.from_dict(e) for e in data.get("epochs", [])]
@@ -137,8 +160,17 @@ class History:
         if path.is_dir():
             path = path / "history.json"
         if not path.exists():
-            raise FileNotFoundError(f"no training history at {path}; is it a run folder written by `cifarnets train`?")
-        return cls.from_json(path.read_text())
+            raise HistoryNotFoundError(
+                f"no training history at {path}; is it a run folder written by `cifarnets train`?")
+        fix = (f"it is rewritten from the run's checkpoint by `cifarnets train --resume {path.parent}` "
+               "(also when the run is finished)")
+        try:
+            return cls.from_json(path.read_text())
+        except PermissionError as err:
+            raise HistoryError(f"cannot read {path}: permission denied; ask its owner to make it readable") from err
+        except (ValueError, TypeError, AttributeError) as err:
+            raise HistoryError(f"{path} is not a readable training history ({type(err).__name__}: {err}); {fix}") \
+                from err
 
     def to_csv(self) -> str:
         """The per-epoch table (without gradient flow) as CSV text."""
