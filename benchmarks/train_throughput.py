@@ -510,13 +510,13 @@ def _run_cell(args: tuple[dict[str, Any], str, int]) -> str:
 def local_sweep_run(grid: dict[str, Any], out_dir: str, engine: str = "local", parallel: int = 1) -> list[str]:
     """The benchmark's stand-in for ``cifarnets.sweep.run`` (same call): each cell a spawned process.
 
-    The `parallel` cells at a time share the CPU threads evenly (``cores // parallel`` each,
-    at least one); on a GPU they share the device.
+    The `parallel` cells at a time share this process's intra-op threads evenly (torch's
+    default: one per core; ``--threads``), at least one each; on a GPU they share the device.
     """
     if engine != "local":
         raise ValueError(f"the stand-in runs engine='local' only; got {engine!r}")
     cells = _expand(grid)
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    threads = max(1, torch.get_num_threads() // parallel)
     jobs = [(cell, str(Path(out_dir) / f"cell{i:02d}"), threads) for i, cell in enumerate(cells)]
     with mp.get_context("spawn").Pool(parallel) as pool:
         return pool.map(_run_cell, jobs, chunksize=1)
