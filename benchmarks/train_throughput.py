@@ -231,6 +231,7 @@ class Sample:
     images: int
     seconds: float
     inside: float = math.nan
+    cpu: float = math.nan  # this process's CPU seconds (all its threads), for `cpu_rate`
 
     @property
     def rate(self) -> float:
@@ -239,6 +240,12 @@ class Sample:
     @property
     def outside(self) -> float:
         return 1.0 - self.inside / self.seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        """Images per CPU second of this process: what the load of other processes cannot change
+        (with one intra-op thread; more threads also count the time they spin waiting)."""
+        return self.images / self.cpu
 
 
 @dataclass
@@ -307,13 +314,13 @@ class Bare:
     def slice(self) -> Sample:
         _sync(self.setup.device)
         self.probe.arm()
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         for x, y in self.batches:
             self.step(x, y)
         _sync(self.setup.device)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         inside, _ = self.probe.disarm()
-        return Sample(len(self.batches) * self.setup.batch, seconds, inside)
+        return Sample(len(self.batches) * self.setup.batch, seconds, inside, cpu)
 
     def close(self) -> None:
         pass
@@ -429,6 +436,8 @@ class ModelResult:
             "fit_over_customary": _spread(self.ratios("fit", "customary")),
             "outside_fraction": _spread([s.outside for s in self.samples.get("fit", [])]),
             "bare_outside_fraction": _spread([s.outside for s in self.samples.get("bare", [])]),
+            "fit_over_bare_cpu_time": _spread([b.cpu_rate / a.cpu_rate for a, b in
+                                               zip(self.samples.get("bare", []), self.samples.get("fit", []))]),
         }
         out: dict[str, Any] = {"model": self.key, "params": self.params, "images_per_slice": self.slice_images}
         for key, s in spread.items():
@@ -453,11 +462,16 @@ def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: 
     result = ModelResult(setup.key, cifarnets.count_params(model), n)
     result.samples = {"bare": [], "fit": [], **({"customary": []} if customary else {})}
 
+    cpu_start = [0.0]
+
     def between_epochs(record, history) -> None:
+        # CPU time from the end of the last callback: the epoch's training phase plus its (small,
+        # here: no validation, no files) end-of-epoch bookkeeping, so it errs against fit.
+        cpu = time.process_time() - cpu_start[0]
         inside, _ = probe.disarm()  # fit's epoch ended with a synchronising read of its sums
         measured = record.epoch > warmup
         if measured:
-            result.samples["fit"].append(Sample(n, record.train_seconds, inside))
+            result.samples["fit"].append(Sample(n, record.train_seconds, inside, cpu))
         order = variants if record.epoch % 2 else variants[::-1]
         for variant in order:
             sample = variant.slice()
@@ -468,9 +482,11 @@ def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: 
             parts = "  ".join(f"{k} {v[-1].rate:,.0f}" for k, v in result.samples.items())
             log(f"    round {i}/{rounds}: {parts} img/s")
         probe.arm()
+        cpu_start[0] = time.process_time()
 
     config = setup.config.replace(epochs=warmup + rounds, compile=setup.compile)
     probe.arm()
+    cpu_start[0] = time.process_time()
     try:
         fit(model, data, config, model_kwargs=setup.kwargs, callbacks=[between_epochs])
     finally:
@@ -597,15 +613,15 @@ def _fmt(s: dict[str, Any], digits: int = 0, pct: bool = False) -> str:
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     headers = ["model", "params", "(a) bare", "(b) fit", "(c) customary", "b/a", "b/c", "(b) outside f/b/s",
-               "(a) outside"]
+               "(a) outside", "b/a in CPU time"]
     body = []
     for r in rows:
         s = r["spread"]
         ba = _fmt(s["fit_over_bare"], 3) + (" MEASUREMENT ERROR" if r["measurement_error"] else "")
         body.append([r["model"], f"{r['params']:,}", _fmt(s["bare"]), _fmt(s["fit"]), _fmt(s["customary"]), ba,
                      _fmt(s["fit_over_customary"], 2), _fmt(s["outside_fraction"], 1, pct=True),
-                     _fmt(s["bare_outside_fraction"], 1, pct=True)])
-    return markdown_table(headers, body, [False] + [True] * 8)
+                     _fmt(s["bare_outside_fraction"], 1, pct=True), _fmt(s["fit_over_bare_cpu_time"], 3)])
+    return markdown_table(headers, body, [False] + [True] * 9)
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
@@ -705,7 +721,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             print()
             print(results_table(report["results"]))
             print("\nimages/s, median (interquartile range) over the rounds; b/a and b/c: medians of the per-round "
-                  "ratios; outside f/b/s: the part of (b)'s time outside forward, backward and optimiser step.")
+                  "ratios; outside f/b/s: the part of (b)'s time outside forward, backward and optimiser step; "
+                  "b/a in CPU time: the same ratio in images per CPU second of this process, which other "
+                  "processes' load does not change (meaningful with --threads 1 on a CPU).")
             for r in report["results"]:
                 if r["measurement_error"]:
                     print(f"MEASUREMENT ERROR ({r['model']}): b/a = {r['fit_over_bare']:.3f} > {PHYSICS_LIMIT}: fit "

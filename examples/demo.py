@@ -22,9 +22,10 @@ Every picture lands in ``--out`` (default ``demo_out/``).
     python examples/demo.py --limit 4000 --epochs 3 --threads 2   # a longer run
 
 Threads: torch uses one intra-op thread per core by default. On a shared machine that is
-the slow choice: with another process on one of 2 cores, a VGG38 step took 4.5 s with 2
-threads and 1.6 s with 1 (the threads wait for each other at every layer). The demo uses
-one thread per core that is idle when it starts (by the load average); ``--threads`` overrides.
+the slow choice: on 2 cores busy with other work (load average 7), a plain VGG38 step took
+4.5 s with 2 threads and 1.6 s with 1, as the threads wait for each other at every layer
+(docs/performance.md). The demo uses one thread per core that is idle when it starts (by
+the load average); ``--threads`` overrides.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         show_training(args.out, args.epochs, args.limit, args.batch_size, args.test)
     show_structure(args.out)
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
-    print(f"\nAll pictures are in {args.out}/. The demo took {minutes} min {seconds:02d} s. "
+    print(f"\nAll pictures are in {args.out}/. The demo ran {minutes} min {seconds:02d} s (imports not counted). "
           "Next: `cifarnets --help`, docs/, examples/seed*.py --budget.")
     return 0
 
