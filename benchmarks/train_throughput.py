@@ -551,7 +551,8 @@ def sweep_runner(engine: str) -> Optional[Callable[..., Any]]:
 
 def measure_sweep(engine: str, key: str, ks: list[int], epochs: int, images: int, batch: int,
                   device: torch.device, amp: bool, channels_last: bool, compile: bool,
-                  log: Callable[[str], None]) -> dict[str, Any]:
+                  log: Callable[[str], None], progress: Callable[[dict[str, Any]], None] = lambda out: None,
+                  ) -> dict[str, Any]:
     """(d): for each k, k cells of `key` trained at once; images/s of each cell after its first epoch, summed."""
     run = sweep_runner(engine)
     name, kwargs, _ = MODELS[key]
@@ -591,12 +592,11 @@ def measure_sweep(engine: str, key: str, ks: list[int], epochs: int, images: int
         # other would add up to k times one cell. The whole span's rate is the check.
         entry["overlap_ok"] = k == 1 or entry["overlap"] >= 0.8
         out["runs"].append(entry)
+        entry["over_one_cell"] = entry["summed"] / out["runs"][0]["summed"] if out["runs"][0]["k"] == 1 else math.nan
+        progress(out)
         log(f"  (d) k={k}: summed {entry['summed']:,.0f} img/s over cells {', '.join(f'{r:,.0f}' for r in per_cell)}"
             f"; all images over the training span {entry['span_rate']:,.0f} img/s; cells overlapped "
             f"{entry['overlap']:.0%} of it; whole call {wall:.0f} s")
-    one = out["runs"][0]["summed"] if out["runs"] and out["runs"][0]["k"] == 1 else math.nan
-    for entry in out["runs"]:
-        entry["over_one_cell"] = entry["summed"] / one
     return out
 
 
@@ -660,7 +660,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--sweep-k", type=int, nargs="*", default=[1, 2, 4], help="(d) cells at once; none: skip (d)")
     p.add_argument("--sweep-model", default=None, choices=list(MODELS),
                    help="(d) model (default CPU vgg08, CUDA vgg38)")
-    p.add_argument("--sweep-epochs", type=int, default=3, help="(d) epochs per cell, the first not counted")
+    p.add_argument("--sweep-epochs", type=int, default=None,
+                   help="(d) epochs per cell, the first not counted (default CPU 3, CUDA 20)")
     p.add_argument("--sweep-images", type=int, default=None, help="(d) images per epoch (default CPU 1024, CUDA 5000)")
     # The lead: switch the default to "package" once cifarnets.sweep is merged.
     p.add_argument("--sweep-engine", choices=("processes", "package"), default="processes",
@@ -682,7 +683,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     models = args.models or DEFAULT_MODELS
     sweep_model = args.sweep_model or ("vgg38" if cuda else "vgg08")
     sweep_images = args.sweep_images or (5000 if cuda else 1024)
-    sweep_epochs = args.sweep_epochs
+    sweep_epochs = args.sweep_epochs or (20 if cuda else 3)
     if args.quick:
         models, rounds, warmup = (args.models or ["vgg08"]), 3, 1
         bs, sweep_images, sweep_epochs = args.batch_size or 16, 64, 2
@@ -706,6 +707,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                      "workers": args.workers, "rounds": rounds, "warmup": warmup, "quick": args.quick},
         "results": [], "sweep": None,
     }
+
+    def save() -> None:  # after every model, so that a run cut short by a timeout keeps what it measured
+        report["valid"] = not any(r["measurement_error"] for r in report["results"])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(args.json, json.dumps(report, indent=1, allow_nan=True))
+
     StepProbe.install()
     try:
         if not args.sweep_only:
@@ -718,6 +726,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 log(f"  {key}: {steps} steps of {bs} per slice")
                 result = measure_model(setup, rounds, warmup, not args.no_customary, log)
                 report["results"].append(result.figures())
+                save()
             print()
             print(results_table(report["results"]))
             print("\nimages/s, median (interquartile range) over the rounds; b/a and b/c: medians of the per-round "
@@ -732,8 +741,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.sweep_k:
             log(f"(d) sweep throughput: {sweep_model}, k = {', '.join(map(str, args.sweep_k))}, "
                 f"engine {args.sweep_engine}")
+
+            def progress(partial: dict[str, Any]) -> None:
+                report["sweep"] = partial
+                save()
+
             sweep = measure_sweep(args.sweep_engine, sweep_model, args.sweep_k, sweep_epochs, sweep_images, bs,
-                                  device, amp, cl, args.compile, log)
+                                  device, amp, cl, args.compile, log, progress)
             report["sweep"] = sweep
             if sweep["runs"]:
                 print(f"\n(d) sweep throughput, {sweep_model}, {sweep_epochs} epochs of {sweep_images} images per "
@@ -743,12 +757,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"\n(d) skipped: {sweep.get('skipped')}")
     finally:
         StepProbe.uninstall()
-    valid = not any(r["measurement_error"] for r in report["results"])
-    report["valid"] = valid
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.json, json.dumps(report, indent=1, allow_nan=True))
-    return 0 if valid else 3
+    report["complete"] = True
+    save()
+    return 0 if report["valid"] else 3
 
 
 if __name__ == "__main__":
