@@ -243,8 +243,9 @@ class Sample:
 
     @property
     def cpu_rate(self) -> float:
-        """Images per CPU second of this process: what the load of other processes cannot change
-        (with one intra-op thread; more threads also count the time they spin waiting)."""
+        """Images per CPU second of this process: less sensitive to other processes' load than wall
+        time, not immune to it (shared caches, sibling hyperthreads); with one intra-op thread only,
+        as more threads also count the time they spin waiting for each other."""
         return self.images / self.cpu
 
 
@@ -731,8 +732,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(results_table(report["results"]))
             print("\nimages/s, median (interquartile range) over the rounds; b/a and b/c: medians of the per-round "
                   "ratios; outside f/b/s: the part of (b)'s time outside forward, backward and optimiser step; "
-                  "b/a in CPU time: the same ratio in images per CPU second of this process, which other "
-                  "processes' load does not change (meaningful with --threads 1 on a CPU).")
+                  "b/a in CPU time: the same ratio in images per CPU second of this process, less sensitive to "
+                  "other processes than wall time but not immune (a busy sibling core or shared cache slows it "
+                  "too; meaningful with --threads 1 on a CPU).")
             for r in report["results"]:
                 if r["measurement_error"]:
                     print(f"MEASUREMENT ERROR ({r['model']}): b/a = {r['fit_over_bare']:.3f} > {PHYSICS_LIMIT}: fit "

@@ -131,7 +131,8 @@ def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int
     for name, kwargs in TRAINED:
         label = analysis.spec_label(name, kwargs)
         bar.set_description(f"training {label}")
-        run_dir = out / "runs" / label.replace(" ", "_").replace("+", "_")
+        # The budget is in the name: a rerun with other settings starts fresh instead of failing to resume.
+        run_dir = out / "runs" / f"{label.replace(' ', '_').replace('+', '_')}_{len(data.train)}x{epochs}_b{batch_size}"
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, seed=0, quiet=False, label=label,
                              out_dir=str(run_dir), device="cpu")
         history = fit(name, data, config, model_kwargs=kwargs, resume=(run_dir / "history.json").exists(),
