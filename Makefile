@@ -22,7 +22,7 @@ fashion-mnist:
 	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
 
-# About 3 minutes on 2 CPU cores (README); Fashion-MNIST makes it real, without it the demo says so.
+# 3-6 minutes on 2 busy CPU cores (README: measured); without Fashion-MNIST it says it uses synthetic data.
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 

@@ -1,6 +1,6 @@
 """The cifarnets demo (``make demo``): the zoo, the vanishing gradient, a short training run, the pictures.
 
-What it shows, in about 3 minutes on 2 CPU cores and without internet:
+What it shows, in 3-6 minutes on 2 busy CPU cores (README: measured) and without internet:
 
 1. the zoo: every network of the seed reports with its published parameter count;
 2. seeds 001-003's central result at initialisation: with PyTorch's default init the first
@@ -17,7 +17,7 @@ What it shows, in about 3 minutes on 2 CPU cores and without internet:
 
 Every picture lands in ``--out`` (default ``demo_out/``).
 
-    python examples/demo.py                 # about 3 minutes on 2 CPU cores (README: measured)
+    python examples/demo.py                 # 3-6 minutes on 2 busy CPU cores (README: measured)
     python examples/demo.py --quick         # seconds: no training
     python examples/demo.py --limit 4000 --epochs 3 --threads 2   # a longer run
 
