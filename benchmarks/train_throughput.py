@@ -42,7 +42,7 @@ Data: the synthetic set (CIFAR-shaped, in memory), so that it runs anywhere. All
 the same model, optimiser (`TrainConfig`'s: Adam), batch size, precision, memory format and
 compilation.
 
-    python benchmarks/train_throughput.py                     # CPU defaults (about 5 minutes on 2 cores)
+    python benchmarks/train_throughput.py --threads 1         # CPU defaults (7.5 min with --rounds 5 on 2 busy cores)
     python benchmarks/train_throughput.py --quick             # every path in seconds (a dry run, not a result)
     python benchmarks/train_throughput.py --device cuda --amp --channels-last [--compile] --json out.json
     python benchmarks/train_throughput.py --sweep-only --sweep-model vgg38 --sweep-k 1 2 4

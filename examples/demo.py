@@ -13,7 +13,7 @@ What it shows, in 3-6 minutes on 2 busy CPU cores (README: measured) and without
    1,000-image test subset) is sized for 2 CPU cores: VGG38 costs about 0.84 GFLOP per
    training image, so the earlier 3 x 4,000 images and the full 10,000-image test set took
    over ten minutes there;
-4. the receptive field of seed 004's VGG16 (212 px, SPEC §3) and a per-layer summary.
+4. the receptive field of seed 004's VGG16 (212 px; the report printed 236) and a per-layer summary.
 
 Every picture lands in ``--out`` (default ``demo_out/``).
 
@@ -154,7 +154,7 @@ def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int
 def show_structure(out: Path) -> None:
     section("4. Structure: seed 004's VGG16 receptive field, VGG38 BN+RC per-layer summary")
     rf = analysis.receptive_field(cifarnets.create("vgg16"), input_size=(3, 32, 32))
-    print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (SPEC §3; seed 004 reported otherwise).")
+    print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (seed 004 printed 236).")
     model = cifarnets.create("vgg38", bn=True, rc=True)
     s = analysis.summary(model, input_size=(3, 32, 32))
     print(f"VGG38 BN+RC: {s.total_params:,} parameters, {s.total_macs / 1e6:.1f} M multiply-adds per 32x32 image")
