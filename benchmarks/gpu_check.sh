@@ -62,7 +62,7 @@ stage() {
 }
 
 # 1. env
-stage env 20 "$PY" -c '
+stage env 45 "$PY" -c '
 import platform, torch
 print("date", __import__("time").strftime("%Y-%m-%d %H:%M UTC", __import__("time").gmtime()))
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
@@ -90,7 +90,7 @@ fi
 
 # 3. and 4. the benchmark, bf16 + channels_last, without and with torch.compile
 stage bench 100 "$PY" benchmarks/train_throughput.py "${DEV[@]}" --sweep-k --json "$OUT_DIR/bench_bf16_cl.json"
-stage compile 150 "$PY" benchmarks/train_throughput.py "${DEV[@]}" --compile --rounds 5 --sweep-k \
+stage compile 140 "$PY" benchmarks/train_throughput.py "${DEV[@]}" --compile --rounds 5 --sweep-k \
     --json "$OUT_DIR/bench_bf16_cl_compile.json"
 
 # 5. sweep throughput
