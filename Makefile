@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install fashion-mnist docs bench clean
+.PHONY: demo test install fashion-mnist docs bench bench-quick gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,7 @@ fashion-mnist:
 	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
 
+# 3-6 minutes on 2 busy CPU cores (README: measured); without Fashion-MNIST it says it uses synthetic data.
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 
@@ -31,9 +32,18 @@ test: $(VENV)/.installed fashion-mnist
 docs: $(VENV)/.installed
 	$(PY) docs/generate.py
 
+# Speed targets live here, measured side by side and printed as ratios (docs/performance.md).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/models.py
 	$(PY) benchmarks/train_throughput.py
 
+# Every path of the benchmarks and of the GPU check in a few minutes on the CPU: not a measurement.
+bench-quick: $(VENV)/.installed
+	PYTHON=$(PY) benchmarks/gpu_check.sh --dry-run gpu_check_out
+
+# On a machine with one CUDA GPU: at most 8 minutes, outputs in $$OUT or gpu_check_out/.
+gpu-check: $(VENV)/.installed
+	PYTHON=$(PY) benchmarks/gpu_check.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info gpu_check_out

@@ -1,60 +1,101 @@
-"""Training throughput: how close `cifarnets.train.fit` comes to the bare training step.
+"""Training throughput: `fit` against the bare step it contains and the customary loop, side by side.
 
 For each model, in one run, images per second of
 
-(a) bare:        forward, backward and optimiser step on batches already normalised on the device
-                 (the ceiling: no data pipeline, no bookkeeping);
-(b) cifarnets:   `fit`'s training phase (second epoch), with everything it does per step: the
-                 `DeviceLoader` (shuffle, random crop + flip, normalise on the device),
-                 gradient-flow recording, loss/accuracy accounting and the NaN check;
-(c) torchvision: the customary loop of CIFAR repositories: a `Dataset` of PIL images with
-                 ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``,
-                 ``Normalize()``, a `DataLoader` with worker processes, then the same step.
+(a) bare:      forward, backward and optimiser step on batches normalised on the device in advance
+               (the ceiling: no data pipeline, no bookkeeping);
+(b) fit:       `cifarnets.train.fit`'s training phase (its own clock, ``EpochRecord.train_seconds``)
+               with everything it does per step: the `DeviceLoader` (shuffle, crop + flip,
+               normalise on the device), gradient-flow recording, loss/accuracy accounting and
+               the non-finite check;
+(c) customary: the loop of most CIFAR repositories: a `Dataset` of PIL images with
+               ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``,
+               ``Normalize()``, a `DataLoader` with worker processes, then the same step;
 
-and the ratios b/a (target >= 0.95: the pipeline and bookkeeping cost < 5 %) and b/c.
-All three use the same model, optimiser (`TrainConfig`'s: Adam), batch size, precision and
-memory format. Data: the synthetic set (CIFAR-shaped, in memory), so that it runs anywhere.
+and (d) sweep throughput: k = 1, 2, 4 training runs ("cells") at once, images/s summed over
+the cells, against one cell alone.
 
-    python benchmarks/train_throughput.py                        # CPU defaults: a couple of minutes
-    python benchmarks/train_throughput.py --device cuda --images 20000 --batch-size 128
-    python benchmarks/train_throughput.py --models vgg08 --images 4096 --repeats 3
+How it measures (a shared machine is noisy; a ratio of two figures taken at different times
+measures the load, not the code):
+
+- every variant is warmed up first (``--warmup`` rounds, discarded): allocator, oneDNN/cuDNN
+  plans, DataLoader workers, `torch.compile`;
+- then the three run round-robin in short slices (``--steps`` steps each), ``--rounds`` times:
+  b a c | b c a | b a c ... (the order of a and c alternates, so that the DataLoader workers
+  refilling their queue after (c) slow (a) and (b) equally often). One slice of (b) is one
+  epoch of a single `fit` call over a data set of one slice; (a) and (c) run from its epoch
+  callback, between its epochs;
+- figures are medians over the rounds with their interquartile range; b/a and b/c are the
+  medians of the per-round ratios (a round's slices are seconds apart, so the load they saw
+  is nearly the same);
+- the fraction of (b)'s time spent outside forward/backward/step is measured on the same
+  steps, from outside `fit`: a forward pre-hook on the model, a hook on the parameter whose
+  gradient is accumulated last, and torch's global optimiser-step hooks (CUDA events on a
+  GPU, so the host never waits). The same probe on (a) gives (a)'s own outside fraction, which
+  must be about 0;
+- (c) discards the batches its workers prefetched while the other variants ran, so that a
+  slice does not start with a free queue of ready batches;
+- (b) contains (a): a b/a above 1.02 is reported as a measurement error (exit status 3),
+  never as a result.
+
+Data: the synthetic set (CIFAR-shaped, in memory), so that it runs anywhere. All variants use
+the same model, optimiser (`TrainConfig`'s: Adam), batch size, precision, memory format and
+compilation.
+
+    python benchmarks/train_throughput.py --threads 1         # CPU defaults (7.5 min with --rounds 5 on 2 busy cores)
+    python benchmarks/train_throughput.py --quick             # every path in seconds (a dry run, not a result)
+    python benchmarks/train_throughput.py --device cuda --amp --channels-last [--compile] --json out.json
+    python benchmarks/train_throughput.py --sweep-only --sweep-model vgg38 --sweep-k 1 2 4
+
+``--json PATH`` writes every figure: ``results`` holds one object per model with the keys
+``model``, ``bare``, ``fit``, ``customary`` (median images/s), ``fit_over_bare``,
+``fit_over_customary`` (medians of the per-round ratios), ``outside_fraction`` (median over
+(b)'s slices), and ``spread`` with every sample, quartiles, minimum and maximum; ``sweep``
+holds (d).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
+import itertools
+import json
 import math
+import multiprocessing as mp
 import os
+import platform
+import statistics
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import torch
 import torch.nn as nn
 
 import cifarnets
+from cifarnets._utils import atomic_write, markdown_table
 from cifarnets.data import load_dataset
 from cifarnets.data.augment import normalize
-from cifarnets.train import TrainConfig, build_optimizer, fit
+from cifarnets.train import History, TrainConfig, build_optimizer, fit
 from cifarnets.train.distributed import resolve_device
 
-# name -> (registry name, create() keywords, CPU images per measurement)
+# key -> (registry name, create() keywords, CPU steps per slice)
 MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
-    "vgg08": ("vgg08", {}, 2048),
-    "vgg38_bn_rc": ("vgg38", {"bn": True, "rc": True}, 512),
-    "resnet18": ("resnet18", {}, 192),
+    "vgg08": ("vgg08", {}, 8),
+    "vgg38": ("vgg38", {}, 2),
+    "vgg38_bn_rc": ("vgg38", {"bn": True, "rc": True}, 2),
+    "resnet18": ("resnet18", {}, 1),
 }
+DEFAULT_MODELS = ["vgg08", "vgg38_bn_rc", "resnet18"]
+# (b) contains (a): above this, the figures are wrong, not the code fast.
+PHYSICS_LIMIT = 1.02
 
 
-@dataclass
-class Row:
-    model: str
-    params: int
-    bare: float
-    cifarnets: float
-    torchvision: float
+# ====================================================================== timing probes
 
 
 def _sync(device: torch.device) -> None:
@@ -64,55 +105,226 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _autocast(amp: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+class _Clock:
+    """Time marks: `perf_counter` on the host, CUDA events on a GPU (read after a synchronise)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def seconds(self, start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
 
 
-def _build(name: str, kwargs: dict[str, Any], device: torch.device, channels_last: bool) -> nn.Module:
-    torch.manual_seed(0)
-    model = cifarnets.create(name, num_classes=10, **kwargs).to(device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+class StepProbe:
+    """Times forward-to-end-of-backward and the optimiser step of one model, from outside its loop.
+
+    A forward pre-hook marks the start of a step's forward (grad mode only, so evaluation is
+    ignored), a post-accumulate-grad hook on the parameter whose gradient arrives last marks
+    the end of its backward (found on the first step: hooks on every parameter, then only on
+    the last one), and torch's global optimiser-step hooks mark the step. The interval from
+    forward to end of backward holds the loss and ``zero_grad`` too, as the bare step does.
+    Only the armed probe (`arm`) records; `disarm` returns the seconds inside.
+    """
+
+    active: ClassVar[Optional["StepProbe"]] = None
+    _global_hooks: ClassVar[list] = []
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.clock = _Clock(device)
+        self.marks: list[tuple[str, Any]] = []
+        self._order: list[int] = []
+        params = [p for p in model.parameters() if p.requires_grad]
+        self._params = params
+        self._grad_handles = [p.register_post_accumulate_grad_hook(self._grad_hook(i)) for i, p in enumerate(params)]
+        self._calibrated = False
+        self._fwd_handle = model.register_forward_pre_hook(self._on_forward)
+
+    @classmethod
+    def install(cls) -> None:
+        """Register the global optimiser-step hooks once (they route to the armed probe)."""
+        if cls._global_hooks:
+            return
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        cls._global_hooks = [register_optimizer_step_pre_hook(lambda *_: cls._route("S")),
+                             register_optimizer_step_post_hook(lambda *_: cls._route("E"))]
+
+    @classmethod
+    def uninstall(cls) -> None:
+        for handle in cls._global_hooks:
+            handle.remove()
+        cls._global_hooks = []
+
+    @classmethod
+    def _route(cls, kind: str) -> None:
+        probe = cls.active
+        if probe is not None:
+            if kind == "S":
+                probe._calibrate()
+            probe.marks.append((kind, probe.clock.mark()))
+
+    @torch._dynamo.disable
+    def _on_forward(self, module: nn.Module, args: Any) -> None:
+        if StepProbe.active is self and torch.is_grad_enabled() and module.training:
+            self.marks.append(("F", self.clock.mark()))
+
+    def _grad_hook(self, index: int) -> Callable[[torch.Tensor], None]:
+        def hook(param: torch.Tensor) -> None:
+            if not self._calibrated:
+                self._order.append(index)
+            if StepProbe.active is self:
+                self.marks.append(("B", self.clock.mark()))
+        return hook
+
+    def _calibrate(self) -> None:
+        """After the first backward, keep only the hook of the parameter that got its gradient last."""
+        if self._calibrated or not self._order:
+            return
+        last = self._order[-1]
+        for i, handle in enumerate(self._grad_handles):
+            if i != last:
+                handle.remove()
+        self._grad_handles = [self._grad_handles[last]]
+        self._calibrated = True
+
+    def arm(self) -> None:
+        self.marks = []
+        StepProbe.active = self
+
+    def disarm(self) -> tuple[float, int]:
+        """(seconds inside forward..backward and step, steps seen) since `arm`; call after a device sync."""
+        StepProbe.active = None
+        inside, steps = 0.0, 0
+        start = backward_end = step_start = None
+        for kind, mark in self.marks:
+            if kind == "F":
+                if start is not None and backward_end is not None:
+                    inside += self.clock.seconds(start, backward_end)
+                start, backward_end = mark, None
+            elif kind == "B":
+                backward_end = mark
+            elif kind == "S":
+                if start is not None and backward_end is not None:
+                    inside += self.clock.seconds(start, backward_end)
+                start = backward_end = None
+                step_start = mark
+            elif kind == "E" and step_start is not None:
+                inside += self.clock.seconds(step_start, mark)
+                step_start = None
+                steps += 1
+        self.marks = []
+        return inside, steps
 
 
-def _step_fn(model: nn.Module, config: TrainConfig, device: torch.device, amp: bool) -> Callable:
-    optimizer = build_optimizer(model, config, fused=device.type == "cuda" or None)
-    criterion = nn.CrossEntropyLoss()
-
-    def step(images: torch.Tensor, labels: torch.Tensor) -> None:
-        with _autocast(amp, device):
-            loss = criterion(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+# ====================================================================== the variants
 
 
-def bare(name: str, kwargs: dict, data, config: TrainConfig, device: torch.device, amp: bool, cl: bool) -> float:
-    """(a): the step alone, on batches prepared in advance."""
-    model = _build(name, kwargs, device, cl)
-    step = _step_fn(model, config, device, amp)
-    images = normalize(data.train.images.to(device), data.mean, data.std)
-    if cl:
-        images = images.contiguous(memory_format=torch.channels_last)
-    labels = data.train.labels.to(device)
-    bs = config.batch_size
-    batches = [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(labels), bs)]
-    model.train()
-    for x, y in batches:  # a warm-up pass, as (b) and (c) have their first epoch
-        step(x, y)
-    _sync(device)
-    start = time.perf_counter()
-    for x, y in batches:
-        step(x, y)
-    _sync(device)
-    return len(labels) / (time.perf_counter() - start)
+@dataclass
+class Sample:
+    images: int
+    seconds: float
+    inside: float = math.nan
+    cpu: float = math.nan  # this process's CPU seconds (all its threads), for `cpu_rate`
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def outside(self) -> float:
+        return 1.0 - self.inside / self.seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        """Images per CPU second of this process: less sensitive to other processes' load than wall
+        time, not immune to it (shared caches, sibling hyperthreads); with one intra-op thread only,
+        as more threads also count the time they spin waiting for each other."""
+        return self.images / self.cpu
 
 
-def with_fit(name: str, kwargs: dict, data, config: TrainConfig) -> float:
-    """(b): `fit`'s own measurement of its training phase, second epoch (the first warms up)."""
-    history = fit(name, data, config.replace(epochs=2), model_kwargs=kwargs)
-    return history.epochs[-1].images_per_second
+@dataclass
+class Setup:
+    """What every variant of one model shares."""
+
+    key: str
+    name: str
+    kwargs: dict[str, Any]
+    device: torch.device
+    config: TrainConfig
+    steps: int
+    amp: bool
+    channels_last: bool
+    compile: bool
+    workers: int
+
+    @property
+    def batch(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def slice_images(self) -> int:
+        return self.steps * self.batch
+
+    def build(self) -> nn.Module:
+        torch.manual_seed(self.config.seed)
+        model = cifarnets.create(self.name, num_classes=10, in_chans=3, **self.kwargs).to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def step_fn(self, model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        run = torch.compile(model) if self.compile else model
+        optimizer = build_optimizer(model, self.config, fused=self.device.type == "cuda" or None)
+        criterion = nn.CrossEntropyLoss()
+        autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if self.amp else \
+            contextlib.nullcontext
+
+        def step(images: torch.Tensor, labels: torch.Tensor) -> None:
+            with autocast():
+                loss = criterion(run(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+
+class Bare:
+    """(a): the step alone, on the slice's batches prepared in advance on the device."""
+
+    key = "bare"
+
+    def __init__(self, setup: Setup, data) -> None:
+        self.setup = setup
+        self.model = setup.build()
+        self.step = setup.step_fn(self.model)
+        self.probe = StepProbe(self.model, setup.device)
+        images = normalize(data.train.images.to(setup.device), data.mean, data.std)
+        if setup.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = data.train.labels.to(setup.device)
+        bs = setup.batch
+        self.batches = [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(labels), bs)]
+        self.model.train()
+
+    def slice(self) -> Sample:
+        _sync(self.setup.device)
+        self.probe.arm()
+        cpu, start = time.process_time(), time.perf_counter()
+        for x, y in self.batches:
+            self.step(x, y)
+        _sync(self.setup.device)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        inside, _ = self.probe.disarm()
+        return Sample(len(self.batches) * self.setup.batch, seconds, inside, cpu)
+
+    def close(self) -> None:
+        pass
 
 
 class _PILSet(torch.utils.data.Dataset):
@@ -132,90 +344,424 @@ class _PILSet(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
-def with_torchvision(name: str, kwargs: dict, data, config: TrainConfig, device: torch.device, amp: bool, cl: bool,
-                     workers: int) -> float:
-    """(c): DataLoader + PIL transforms, the loop of most CIFAR repositories."""
-    import torchvision.transforms as T
+class Customary:
+    """(c): DataLoader + PIL transforms with worker processes, then the same step."""
 
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(data.mean, data.std)])
-    loader = torch.utils.data.DataLoader(
-        _PILSet(data.train.images, data.train.labels, transform), batch_size=config.batch_size, shuffle=True,
-        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0, drop_last=False)
-    model = _build(name, kwargs, device, cl)
-    step = _step_fn(model, config, device, amp)
-    model.train()
+    key = "customary"
 
-    def epoch() -> float:
+    def __init__(self, setup: Setup, data) -> None:
+        import torchvision.transforms as T
+
+        self.setup = setup
+        transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                               T.Normalize(data.mean, data.std)])
+        self.loader = torch.utils.data.DataLoader(
+            _PILSet(data.train.images, data.train.labels, transform), batch_size=setup.batch, shuffle=True,
+            num_workers=setup.workers, pin_memory=setup.device.type == "cuda", persistent_workers=setup.workers > 0)
+        # Batches the workers have ready when a slice starts, made while other variants ran.
+        self.prefetched = setup.workers * 2  # DataLoader's prefetch_factor default
+        self.model = setup.build()
+        self.step = setup.step_fn(self.model)
+        self.probe = StepProbe(self.model, setup.device)
+        self.model.train()
+        self._batches = self._forever()
+
+    def _forever(self) -> Iterator:
+        while True:
+            yield from self.loader
+
+    def slice(self) -> Sample:
+        device, cl = self.setup.device, self.setup.channels_last
+        for _ in range(self.prefetched):  # a slice starts from an empty queue, as in steady state
+            next(self._batches)
+        _sync(device)
+        self.probe.arm()
         start = time.perf_counter()
         n = 0
-        for x, y in loader:
+        for _ in range(self.setup.steps):
+            x, y = next(self._batches)
             x = x.to(device, non_blocking=True)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            step(x, y.to(device, non_blocking=True))
+            self.step(x, y.to(device, non_blocking=True))
             n += y.shape[0]
         _sync(device)
-        return n / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        inside, _ = self.probe.disarm()
+        return Sample(n, seconds, inside)
 
-    epoch()  # warm-up epoch: worker start-up, allocator, cuDNN autotuning
-    return epoch()
+    def close(self) -> None:
+        self._batches.close()  # ends the iterator and so the persistent workers
+        del self.loader
 
 
-def main(argv: list[str] | None = None) -> int:
+# ====================================================================== statistics
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    clean = [v for v in values if not math.isnan(v)]
+    if not clean:
+        return {"median": math.nan, "q1": math.nan, "q3": math.nan, "min": math.nan, "max": math.nan, "n": 0,
+                "samples": values}
+    q1, q2, q3 = _quartiles(clean)
+    return {"median": q2, "q1": q1, "q3": q3, "min": min(clean), "max": max(clean), "n": len(clean),
+            "samples": values}
+
+
+@dataclass
+class ModelResult:
+    key: str
+    params: int
+    slice_images: int
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def rates(self, variant: str) -> list[float]:
+        return [s.rate for s in self.samples.get(variant, [])]
+
+    def ratios(self, num: str, den: str) -> list[float]:
+        a, b = self.rates(num), self.rates(den)
+        return [x / y for x, y in zip(a, b)] if a and b else []
+
+    def figures(self) -> dict[str, Any]:
+        spread = {
+            "bare": _spread(self.rates("bare")), "fit": _spread(self.rates("fit")),
+            "customary": _spread(self.rates("customary")),
+            "fit_over_bare": _spread(self.ratios("fit", "bare")),
+            "fit_over_customary": _spread(self.ratios("fit", "customary")),
+            "outside_fraction": _spread([s.outside for s in self.samples.get("fit", [])]),
+            "bare_outside_fraction": _spread([s.outside for s in self.samples.get("bare", [])]),
+            "fit_over_bare_cpu_time": _spread([b.cpu_rate / a.cpu_rate for a, b in
+                                               zip(self.samples.get("bare", []), self.samples.get("fit", []))]),
+        }
+        out: dict[str, Any] = {"model": self.key, "params": self.params, "images_per_slice": self.slice_images}
+        for key, s in spread.items():
+            out[key] = s["median"]
+        out["measurement_error"] = bool(out["fit_over_bare"] > PHYSICS_LIMIT)
+        out["spread"] = spread
+        return out
+
+
+# ====================================================================== (a), (b), (c) interleaved
+
+
+def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: Callable[[str], None]) -> ModelResult:
+    """Warm every variant up, then (b) one `fit` epoch, (a) and (c) from its callback, round after round."""
+    n = setup.slice_images
+    data = load_dataset("synthetic", synthetic_sizes=(n, setup.batch), split="none")
+    variants: list[Any] = [Bare(setup, data)]
+    if customary:
+        variants.append(Customary(setup, data))
+    model = setup.build()
+    probe = StepProbe(model, setup.device)
+    result = ModelResult(setup.key, cifarnets.count_params(model), n)
+    result.samples = {"bare": [], "fit": [], **({"customary": []} if customary else {})}
+
+    cpu_start = [0.0]
+
+    def between_epochs(record, history) -> None:
+        # CPU time from the end of the last callback: the epoch's training phase plus its (small,
+        # here: no validation, no files) end-of-epoch bookkeeping, so it errs against fit.
+        cpu = time.process_time() - cpu_start[0]
+        inside, _ = probe.disarm()  # fit's epoch ended with a synchronising read of its sums
+        measured = record.epoch > warmup
+        if measured:
+            result.samples["fit"].append(Sample(n, record.train_seconds, inside, cpu))
+        order = variants if record.epoch % 2 else variants[::-1]
+        for variant in order:
+            sample = variant.slice()
+            if measured:
+                result.samples[variant.key].append(sample)
+        if measured:
+            i = len(result.samples["fit"])
+            parts = "  ".join(f"{k} {v[-1].rate:,.0f}" for k, v in result.samples.items())
+            log(f"    round {i}/{rounds}: {parts} img/s")
+        probe.arm()
+        cpu_start[0] = time.process_time()
+
+    config = setup.config.replace(epochs=warmup + rounds, compile=setup.compile)
+    probe.arm()
+    cpu_start[0] = time.process_time()
+    try:
+        fit(model, data, config, model_kwargs=setup.kwargs, callbacks=[between_epochs])
+    finally:
+        StepProbe.active = None
+        for variant in variants:
+            variant.close()
+    return result
+
+
+# ====================================================================== (d) sweep throughput
+
+# Grid keys are `cifarnets train` options, underscored (the planned `cifarnets.sweep` grid).
+_DATA_KEYS = {"dataset", "limit", "split", "split_seed"}
+_MODEL_KEYS = {"bn", "rc", "shortcut", "act", "norm", "width", "init"}
+_RENAMED = {"opt": "optimizer", "wd": "weight_decay", "sched": "schedule", "sched_unit": "schedule_unit"}
+
+
+def _expand(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    base, axes = dict(grid.get("base", {})), dict(grid.get("axes", {}))
+    cells = [{**base, **dict(zip(axes, values))} for values in itertools.product(*axes.values())] if axes else []
+    cells += [{**base, **cell} for cell in grid.get("cells", [])]
+    return cells or [base]
+
+
+def _run_cell(args: tuple[dict[str, Any], str, int]) -> str:
+    """One cell in its own process: `threads` intra-op threads, `fit` into `out_dir`."""
+    cell, out_dir, threads = args
+    torch.set_num_threads(threads)
+    data_args = {k: cell[k] for k in _DATA_KEYS if k in cell}
+    data = load_dataset(data_args.pop("dataset"), **data_args)
+    model_kwargs = {k: cell[k] for k in _MODEL_KEYS if k in cell}
+    train = {_RENAMED.get(k, k): v for k, v in cell.items() if k not in _DATA_KEYS | _MODEL_KEYS | {"model"}}
+    fit(cell["model"], data, TrainConfig(**train, out_dir=out_dir), model_kwargs=model_kwargs)
+    return out_dir
+
+
+def local_sweep_run(grid: dict[str, Any], out_dir: str, engine: str = "local", parallel: int = 1) -> list[str]:
+    """The benchmark's stand-in for ``cifarnets.sweep.run`` (same call): each cell a spawned process.
+
+    The `parallel` cells at a time share this process's intra-op threads evenly (torch's
+    default: one per core; ``--threads``), at least one each; on a GPU they share the device.
+    """
+    if engine != "local":
+        raise ValueError(f"the stand-in runs engine='local' only; got {engine!r}")
+    cells = _expand(grid)
+    threads = max(1, torch.get_num_threads() // parallel)
+    jobs = [(cell, str(Path(out_dir) / f"cell{i:02d}"), threads) for i, cell in enumerate(cells)]
+    with mp.get_context("spawn").Pool(parallel) as pool:
+        return pool.map(_run_cell, jobs, chunksize=1)
+
+
+def sweep_runner(engine: str) -> Optional[Callable[..., Any]]:
+    """The function (d) calls: ``cifarnets.sweep.run`` ("package") or the stand-in ("processes")."""
+    if engine == "processes":
+        return local_sweep_run
+    try:
+        from cifarnets.sweep import run
+    except ImportError:
+        return None
+    return run
+
+
+def measure_sweep(engine: str, key: str, ks: list[int], epochs: int, images: int, batch: int,
+                  device: torch.device, amp: bool, channels_last: bool, compile: bool,
+                  log: Callable[[str], None], progress: Callable[[dict[str, Any]], None] = lambda out: None,
+                  ) -> dict[str, Any]:
+    """(d): for each k, k cells of `key` trained at once; images/s of each cell after its first epoch, summed."""
+    run = sweep_runner(engine)
+    name, kwargs, _ = MODELS[key]
+    out: dict[str, Any] = {"engine": engine, "model": key, "epochs": epochs, "images_per_epoch": images,
+                           "batch_size": batch, "runs": []}
+    if run is None:
+        out["skipped"] = "cifarnets.sweep not available"
+        log("(d) skipped: cifarnets.sweep not available")
+        return out
+    for k in ks:
+        grid = {"base": {"model": name, **kwargs, "dataset": "synthetic", "limit": images, "split": "none",
+                         "epochs": epochs, "batch_size": batch, "sched": "none", "device": str(device), "amp": amp,
+                         "channels_last": channels_last, "compile": compile, "quiet": True},
+                "axes": {"seed": list(range(k))}}
+        with tempfile.TemporaryDirectory(prefix=f"sweep{k}_") as tmp:
+            start = time.perf_counter()
+            run(grid, tmp, engine="local", parallel=k)
+            wall = time.perf_counter() - start
+            folders = sorted(Path(f).parent for f in glob.glob(f"{tmp}/**/history.json", recursive=True))
+            if len(folders) != k:
+                raise RuntimeError(f"(d) k={k}: expected {k} run folders with history.json, found {len(folders)}")
+            histories = [History.load(f / "history.json") for f in folders]
+            # When each cell trained: config.json is written just before its first epoch,
+            # last.safetensors after its last one (file times work for any sweep engine).
+            spans = [(os.stat(f / "config.json").st_mtime, os.stat(f / "last.safetensors").st_mtime) for f in folders]
+        per_cell, total = [], 0.0
+        for h in histories:
+            timed = h.epochs[1:] or h.epochs  # the first epoch warms up (plans, allocator, compile)
+            seconds = sum(e.train_seconds for e in timed)
+            per_cell.append(sum(e.images_per_second * e.train_seconds for e in timed) / seconds)
+            total += sum(e.images_per_second * e.train_seconds for e in h.epochs)
+        first, last = min(s for s, _ in spans), max(e for _, e in spans)
+        together = max(0.0, min(e for _, e in spans) - max(s for s, _ in spans))
+        entry = {"k": k, "summed": sum(per_cell), "per_cell": per_cell, "training_span_seconds": last - first,
+                 "span_rate": total / (last - first), "overlap": together / (last - first), "wall_seconds": wall}
+        # Summed per-cell rates assume the cells ran at the same time; cells that ran one after the
+        # other would add up to k times one cell. The whole span's rate is the check.
+        entry["overlap_ok"] = k == 1 or entry["overlap"] >= 0.8
+        out["runs"].append(entry)
+        entry["over_one_cell"] = entry["summed"] / out["runs"][0]["summed"] if out["runs"][0]["k"] == 1 else math.nan
+        progress(out)
+        log(f"  (d) k={k}: summed {entry['summed']:,.0f} img/s over cells {', '.join(f'{r:,.0f}' for r in per_cell)}"
+            f"; all images over the training span {entry['span_rate']:,.0f} img/s; cells overlapped "
+            f"{entry['overlap']:.0%} of it; whole call {wall:.0f} s")
+    return out
+
+
+# ====================================================================== report
+
+
+def _fmt(s: dict[str, Any], digits: int = 0, pct: bool = False) -> str:
+    if s["n"] == 0:
+        return "–"
+    scale, unit = (100.0, " %") if pct else (1.0, "")
+    f = (lambda v: f"{v * scale:,.{digits}f}")
+    return f"{f(s['median'])}{unit} ({f(s['q1'])}–{f(s['q3'])})"
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["model", "params", "(a) bare", "(b) fit", "(c) customary", "b/a", "b/c", "(b) outside f/b/s",
+               "(a) outside", "b/a in CPU time"]
+    body = []
+    for r in rows:
+        s = r["spread"]
+        ba = _fmt(s["fit_over_bare"], 3) + (" MEASUREMENT ERROR" if r["measurement_error"] else "")
+        body.append([r["model"], f"{r['params']:,}", _fmt(s["bare"]), _fmt(s["fit"]), _fmt(s["customary"]), ba,
+                     _fmt(s["fit_over_customary"], 2), _fmt(s["outside_fraction"], 1, pct=True),
+                     _fmt(s["bare_outside_fraction"], 1, pct=True), _fmt(s["fit_over_bare_cpu_time"], 3)])
+    return markdown_table(headers, body, [False] + [True] * 9)
+
+
+def sweep_table(sweep: dict[str, Any]) -> str:
+    body = [[str(r["k"]), f"{r['summed']:,.0f}", ", ".join(f"{c:,.0f}" for c in r["per_cell"]),
+             f"{r['over_one_cell']:.2f}", f"{r['span_rate']:,.0f}",
+             f"{r['overlap']:.0%}" + ("" if r["overlap_ok"] else " (too little: summed overstated)")]
+            for r in sweep["runs"]]
+    return markdown_table(["cells at once", "summed img/s", "per cell", "vs 1 cell", "all images / span",
+                           "overlap"], body, [True] * 6)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
+                   help=f"default {' '.join(DEFAULT_MODELS)}")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    p.add_argument("--images", type=int, default=None,
-                   help="training images per measurement (default: CPU per model, e.g. vgg08 2048; CUDA 20000)")
     p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 128 (seeds 000/004) on CUDA")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per slice (default: CPU per model, vgg08 8 ... resnet18 1; CUDA 50)")
+    p.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7 on CPU, 9 on CUDA)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up rounds, discarded (default 2)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of (c) (2: the PyTorch CIFAR tutorial)")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="measure (a) and (b) this many times, keep the best (one run is within CPU noise)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default torch's)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC (default: fit's default for the device)")
-    p.add_argument("--no-torchvision", action="store_true", help="skip (c)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model in every variant")
+    p.add_argument("--no-customary", action="store_true", help="skip (c)")
+    p.add_argument("--sweep-k", type=int, nargs="*", default=[1, 2, 4], help="(d) cells at once; none: skip (d)")
+    p.add_argument("--sweep-model", default=None, choices=list(MODELS),
+                   help="(d) model (default CPU vgg08, CUDA vgg38)")
+    p.add_argument("--sweep-epochs", type=int, default=None,
+                   help="(d) epochs per cell, the first not counted (default CPU 3, CUDA 20)")
+    p.add_argument("--sweep-images", type=int, default=None, help="(d) images per epoch (default CPU 1024, CUDA 5000)")
+    # The lead: switch the default to "package" once cifarnets.sweep is merged.
+    p.add_argument("--sweep-engine", choices=("processes", "package"), default="processes",
+                   help="(d) through the benchmark's k-process stand-in or cifarnets.sweep.run")
+    p.add_argument("--sweep-only", action="store_true", help="only (d)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks every path in seconds; not a measurement")
+    p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
-    amp = (device.type == "cuda" and torch.cuda.is_bf16_supported()) if args.amp is None else args.amp
+    cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    amp = (cuda and torch.cuda.is_bf16_supported()) if args.amp is None else args.amp
     cl = (device.type in ("cuda", "cpu")) if args.channels_last is None else args.channels_last
-    bs = args.batch_size or (128 if device.type == "cuda" else 64)
-    name_of = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
-    print(f"device {device} ({name_of}), torch {torch.__version__}, {torch.get_num_threads()} threads, batch {bs}, "
-          f"bf16 autocast {'on' if amp else 'off'}, channels_last {'on' if cl else 'off'}, "
-          f"DataLoader workers {args.workers}", flush=True)
-    if device.type == "cuda":
+    bs = args.batch_size or (128 if cuda else 64)
+    rounds = args.rounds or (9 if cuda else 7)
+    warmup = max(1, args.warmup)
+    models = args.models or DEFAULT_MODELS
+    sweep_model = args.sweep_model or ("vgg38" if cuda else "vgg08")
+    sweep_images = args.sweep_images or (5000 if cuda else 1024)
+    sweep_epochs = args.sweep_epochs or (20 if cuda else 3)
+    if args.quick:
+        models, rounds, warmup = (args.models or ["vgg08"]), 3, 1
+        bs, sweep_images, sweep_epochs = args.batch_size or 16, 64, 2
+    if cuda:
         torch.backends.cudnn.benchmark = True  # as fit does outside deterministic mode
 
-    rows: list[Row] = []
-    for key in args.models:
-        name, kwargs, cpu_images = MODELS[key]
-        n = args.images or (20000 if device.type == "cuda" else cpu_images)
-        n = max(bs, n // bs * bs)  # whole batches, so that all three loops do the same work
-        data = load_dataset("synthetic", synthetic_sizes=(n, 100), split="none")
-        config = TrainConfig(batch_size=bs, schedule="none", quiet=True, device=str(device), amp=amp,
-                             channels_last=cl, epochs=2)
-        a = b = 0.0
-        for _ in range(max(1, args.repeats)):  # alternate, so slow phases of a shared machine hit both
-            a = max(a, bare(name, kwargs, data, config, device, amp, cl))
-            b = max(b, with_fit(name, kwargs, data, config))
-        c = math.nan if args.no_torchvision else with_torchvision(name, kwargs, data, config, device, amp, cl,
-                                                                   args.workers)
-        params = cifarnets.count_params(cifarnets.create(name, num_classes=10, **kwargs))
-        rows.append(Row(key, params, a, b, c))
-        print(f"  {key}: {n} images, (a) {a:,.0f}  (b) {b:,.0f}  (c) {c:,.0f} img/s", file=sys.stderr, flush=True)
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
-    print()
-    print("| model | params | (a) bare step | (b) cifarnets fit | (c) torchvision DataLoader | b/a | b/c |")
-    print("|---|--:|--:|--:|--:|--:|--:|")
-    for r in rows:
-        print(f"| {r.model} | {r.params:,} | {r.bare:,.0f} | {r.cifarnets:,.0f} | {r.torchvision:,.0f} | "
-              f"{r.cifarnets / r.bare:.3f} | {r.cifarnets / r.torchvision:.2f} |")
-    print("\nimages/s; (b) includes on-device crop+flip, gradient-flow recording and loss/accuracy accounting.")
-    return 0
+    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {device} ({device_name(device)}); "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {bs}; "
+              f"bf16 autocast {'on' if amp else 'off'}; channels_last {'on' if cl else 'off'}; "
+              f"compile {'on' if args.compile else 'off'}; (c) DataLoader workers {args.workers}; "
+              f"{warmup} warm-up + {rounds} measured rounds" + ("; QUICK (a dry run, not a measurement)"
+                                                                  if args.quick else ""))
+    print(header, flush=True)
+    report: dict[str, Any] = {
+        "schema": 1, "date": time.strftime("%Y-%m-%d", time.gmtime()), "device": str(device),
+        "device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "settings": {"batch_size": bs, "amp": amp, "channels_last": cl, "compile": args.compile,
+                     "workers": args.workers, "rounds": rounds, "warmup": warmup, "quick": args.quick},
+        "results": [], "sweep": None,
+    }
+
+    def save() -> None:  # after every model, so that a run cut short by a timeout keeps what it measured
+        report["valid"] = not any(r["measurement_error"] for r in report["results"])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(args.json, json.dumps(report, indent=1, allow_nan=True))
+
+    StepProbe.install()
+    try:
+        if not args.sweep_only:
+            for key in models:
+                name, kwargs, cpu_steps = MODELS[key]
+                steps = args.steps or (1 if args.quick else 50 if cuda else cpu_steps)
+                config = TrainConfig(batch_size=bs, schedule="none", quiet=True, device=str(device), amp=amp,
+                                     channels_last=cl, epochs=1)
+                setup = Setup(key, name, kwargs, device, config, steps, amp, cl, args.compile, args.workers)
+                log(f"  {key}: {steps} steps of {bs} per slice")
+                result = measure_model(setup, rounds, warmup, not args.no_customary, log)
+                report["results"].append(result.figures())
+                save()
+            print()
+            print(results_table(report["results"]))
+            print("\nimages/s, median (interquartile range) over the rounds; b/a and b/c: medians of the per-round "
+                  "ratios; outside f/b/s: the part of (b)'s time outside forward, backward and optimiser step; "
+                  "b/a in CPU time: the same ratio in images per CPU second of this process, less sensitive to "
+                  "other processes than wall time but not immune (a busy sibling core or shared cache slows it "
+                  "too; meaningful with --threads 1 on a CPU).")
+            for r in report["results"]:
+                if r["measurement_error"]:
+                    print(f"MEASUREMENT ERROR ({r['model']}): b/a = {r['fit_over_bare']:.3f} > {PHYSICS_LIMIT}: fit "
+                          "cannot be faster than the bare step it contains. The machine's load changed between the "
+                          "slices; rerun with more --rounds or --steps, or on a quieter machine.")
+        if args.sweep_k:
+            log(f"(d) sweep throughput: {sweep_model}, k = {', '.join(map(str, args.sweep_k))}, "
+                f"engine {args.sweep_engine}")
+
+            def progress(partial: dict[str, Any]) -> None:
+                report["sweep"] = partial
+                save()
+
+            sweep = measure_sweep(args.sweep_engine, sweep_model, args.sweep_k, sweep_epochs, sweep_images, bs,
+                                  device, amp, cl, args.compile, log, progress)
+            report["sweep"] = sweep
+            if sweep["runs"]:
+                print(f"\n(d) sweep throughput, {sweep_model}, {sweep_epochs} epochs of {sweep_images} images per "
+                      f"cell (the first not counted), engine {args.sweep_engine}")
+                print(sweep_table(sweep))
+            else:
+                print(f"\n(d) skipped: {sweep.get('skipped')}")
+    finally:
+        StepProbe.uninstall()
+    report["complete"] = True
+    save()
+    return 0 if report["valid"] else 3
 
 
 if __name__ == "__main__":

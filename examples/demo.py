@@ -1,6 +1,6 @@
 """The cifarnets demo (``make demo``): the zoo, the vanishing gradient, a short training run, the pictures.
 
-What it shows, in a few minutes on a laptop CPU and without internet:
+What it shows, in 3-6 minutes on 2 busy CPU cores (README: measured) and without internet:
 
 1. the zoo: every network of the seed reports with its published parameter count;
 2. seeds 001-003's central result at initialisation: with PyTorch's default init the first
@@ -8,26 +8,42 @@ What it shows, in a few minutes on a laptop CPU and without internet:
    and batch norm (BN), residual connections (RC) or both restore it (Figs. 2, 3 and 5);
 3. what that means for learning: VGG08, VGG38 and VGG38 BN+RC trained side by side for a
    short run on real Fashion-MNIST images (Debian's ``dataset-fashion-mnist``; the generated
-   SYNTHETIC set where it is not installed, and the demo says so);
-4. the receptive field of seed 004's VGG16 (212 px, SPEC §3) and a per-layer summary.
+   SYNTHETIC set where it is not installed, and the demo says so): plain VGG38 stays at
+   chance, VGG08 and VGG38 BN+RC learn. The budget (``--limit`` images x ``--epochs``, a
+   1,000-image test subset) is sized for 2 CPU cores: VGG38 costs about 0.84 GFLOP per
+   training image, so the earlier 3 x 4,000 images and the full 10,000-image test set took
+   over ten minutes there;
+4. the receptive field of seed 004's VGG16 (212 px; the report printed 236) and a per-layer summary.
 
 Every picture lands in ``--out`` (default ``demo_out/``).
 
-    python examples/demo.py                 # about 3 minutes on 2 CPU cores
+    python examples/demo.py                 # 3-6 minutes on 2 busy CPU cores (README: measured)
     python examples/demo.py --quick         # seconds: no training
+    python examples/demo.py --limit 4000 --epochs 3 --threads 2   # a longer run
+
+Threads: torch uses one intra-op thread per core by default. On a shared machine that is
+the slow choice: on 2 cores busy with other work (load average 7), a plain VGG38 step took
+4.5 s with 2 threads and 1.6 s with 1, as the threads wait for each other at every layer
+(docs/performance.md). The demo uses one thread per core that is idle when it starts (by
+the load average); ``--threads`` overrides.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 import cifarnets
 from cifarnets import analysis, plots
-from cifarnets.data import DatasetNotFoundError, load_dataset
+from cifarnets.data import DatasetNotFoundError, load_dataset, stratified_sample
 from cifarnets.registry import model_table
 from cifarnets.train import TrainConfig, fit, results_table
 
@@ -37,6 +53,39 @@ TRAINED = [("vgg08", {}), ("vgg38", {}), ("vgg38", {"bn": True, "rc": True})]
 
 def section(title: str) -> None:
     print(f"\n{'=' * len(title)}\n{title}\n{'=' * len(title)}", flush=True)
+
+
+def choose_threads(requested: int | None) -> tuple[int, str]:
+    """Intra-op threads: `requested`, else one per core that is idle now (load average), at least one."""
+    default = torch.get_num_threads()
+    if requested:
+        return requested, "--threads"
+    cores = os.cpu_count() or default
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    idle = max(1, cores - math.ceil(load - 0.25))
+    threads = min(default, idle)
+    return threads, f"{cores} cores, load average {load:.1f}: {threads} idle"
+
+
+def draw_pictures(out: Path, *, flows=None, histories=(), model=None, image=None) -> list[Path]:
+    """Every picture of the demo, in one place (the plotting API is the only thing it depends on)."""
+    paths = []
+    if flows is not None:
+        paths.append(plots.save(plots.gradient_flow_comparison(flows), out / "gradient_flow_at_init.png"))
+    if histories:
+        paths.append(plots.save(plots.curves(list(histories), title="Fashion-MNIST, short run"), out / "curves.png"))
+        for history in histories:
+            slug = history.label.replace(" ", "_").replace("+", "_")
+            paths.append(plots.save(plots.gradient_flow(history), out / f"gradient_flow_{slug}.png"))
+    if model is not None:
+        paths.append(plots.save(plots.filters(model), out / "filters_vgg38_bn_rc.png"))
+        paths.append(plots.save(plots.feature_maps(model, image), out / "feature_maps_vgg38_bn_rc.png"))
+    return paths
+
+
+def show_pictures(paths: list[Path]) -> None:
+    for i, path in enumerate(paths):
+        print(f"{'pictures:' if i == 0 else '':<10}{path}")
 
 
 def show_zoo() -> None:
@@ -53,74 +102,89 @@ def show_gradient_at_init(out: Path) -> None:
         first, last = flow.values[0], flow.values[-1]
         print(f"{label:<14} {len(flow):>13} {first:>11.2e} {last:>11.2e} {first / vgg08_first:>15.1e}")
     print("\nPlain VGG38's first layer gets ~1e-12 of VGG08's gradient: it cannot learn. BN, RC and BN+RC restore it.")
-    path = plots.save(plots.gradient_flow_comparison(flows), out / "gradient_flow_at_init.png")
-    print(f"picture: {path}")
+    show_pictures(draw_pictures(out, flows=flows))
 
 
-def load_demo_data(limit: int):
+def load_demo_data(limit: int, test: int):
     try:
-        data = load_dataset("fashion_mnist", split="59000:1000", limit=limit)
-        print(f"data: Fashion-MNIST (real images, 1 channel padded to 32x32), a stratified {len(data.train):,}-image "
-              f"subset, {len(data.val):,} validation, {len(data.test):,} test")
+        data = load_dataset("fashion_mnist", split="59500:500", limit=limit)
+        source = "Fashion-MNIST (real images, 1 channel padded to 32x32)"
     except DatasetNotFoundError as err:
-        data = load_dataset("synthetic", synthetic_sizes=(limit + 1000, 1000), split=f"{limit}:1000")
-        print(f"data: the SYNTHETIC set (generated images; {err.__class__.__name__}: install dataset-fashion-mnist "
-              "for real images). Its numbers say nothing about CIFAR.")
+        data = load_dataset("synthetic", synthetic_sizes=(limit + 500, test), split=f"{limit}:500")
+        source = (f"the SYNTHETIC set (generated images; {err.__class__.__name__}: install dataset-fashion-mnist "
+                  "for real images). Its numbers say nothing about CIFAR")
+    if test < len(data.test):  # a stratified test subset: the full 10,000 would cost more than the training
+        data = dataclasses.replace(data, test=data.test.subset(
+            stratified_sample(data.test.labels, test, seed=0, tag="demo-test")))
+    print(f"data: {source}; a stratified {len(data.train):,}-image training subset, {len(data.val):,} validation, "
+          f"{len(data.test):,} test images")
     return data
 
 
-def show_training(out: Path, epochs: int, limit: int) -> list:
+def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int) -> list:
     section(f"3. Training side by side: {epochs} epochs, Adam 1e-3, cosine (the reports' recipe, shortened)")
-    data = load_demo_data(limit)
+    data = load_demo_data(limit, test)
     histories = []
+    steps = math.ceil(len(data.train) / batch_size)
+    bar = tqdm(total=len(TRAINED) * epochs * steps, desc="training", unit="step", file=sys.stderr,
+               dynamic_ncols=True, disable=None)
     for name, kwargs in TRAINED:
         label = analysis.spec_label(name, kwargs)
-        run_dir = out / "runs" / label.replace(" ", "_").replace("+", "_")
-        config = TrainConfig(epochs=epochs, batch_size=100, lr=1e-3, seed=0, quiet=True, label=label,
+        bar.set_description(f"training {label}")
+        # The budget is in the name: a rerun with other settings starts fresh instead of failing to resume.
+        run_dir = out / "runs" / f"{label.replace(' ', '_').replace('+', '_')}_{len(data.train)}x{epochs}_b{batch_size}"
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, seed=0, quiet=False, label=label,
                              out_dir=str(run_dir), device="cpu")
-        history = fit(name, data, config, model_kwargs=kwargs, resume=(run_dir / "history.json").exists())
+        history = fit(name, data, config, model_kwargs=kwargs, resume=(run_dir / "history.json").exists(),
+                      callbacks=[lambda record, history: bar.update(steps)])
         last = history.epochs[-1]
-        print(f"{label:<14} train loss {last.train_loss:.3f}  val acc {last.val_acc:5.1f} %  "
-              f"test acc {history.test['acc']:5.1f} %  ({last.epoch_seconds:.0f} s/epoch)", flush=True)
+        tqdm.write(f"{label:<14} train loss {last.train_loss:.3f}  val acc {last.val_acc:5.1f} %  "
+                   f"test acc {history.test['acc']:5.1f} %  ({last.epoch_seconds:.0f} s/epoch)", file=sys.stdout)
         histories.append(history)
+    bar.close()
     table = results_table(histories)
     print()
     print(table.to_markdown())
-    print("\nPlain VGG38 stays at chance (10 %); VGG38 BN+RC learns. The curves and the per-epoch gradient flow:")
-    print(f"pictures: {plots.save(plots.curves(histories, title='Fashion-MNIST, short run'), out / 'curves.png')}")
-    for history in histories:
-        slug = history.label.replace(" ", "_").replace("+", "_")
-        print(f"          {plots.save(plots.gradient_flow(history), out / f'gradient_flow_{slug}.png')}")
-    print(f"          {table.save(out / 'results.md')}")
+    print("\nPlain VGG38 stays at chance (10 %); VGG08 and VGG38 BN+RC learn. The curves and the per-epoch "
+          "gradient flow:")
+    show_pictures([*draw_pictures(out, histories=histories), table.save(out / "results.md")])
     return histories
 
 
 def show_structure(out: Path) -> None:
     section("4. Structure: seed 004's VGG16 receptive field, VGG38 BN+RC per-layer summary")
     rf = analysis.receptive_field(cifarnets.create("vgg16"), input_size=(3, 32, 32))
-    print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (SPEC §3; seed 004 reported otherwise).")
+    print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (seed 004 printed 236).")
     model = cifarnets.create("vgg38", bn=True, rc=True)
     s = analysis.summary(model, input_size=(3, 32, 32))
     print(f"VGG38 BN+RC: {s.total_params:,} parameters, {s.total_macs / 1e6:.1f} M multiply-adds per 32x32 image")
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
-    print(f"pictures: {plots.save(plots.filters(model), out / 'filters_vgg38_bn_rc.png')}")
-    print(f"          {plots.save(plots.feature_maps(model, image), out / 'feature_maps_vgg38_bn_rc.png')}")
+    show_pictures(draw_pictures(out, model=model, image=image))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for pictures and runs")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    parser.add_argument("--limit", type=int, default=4000, help="training images (default 4000)")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
+    parser.add_argument("--limit", type=int, default=1500, help="training images (default 1500)")
+    parser.add_argument("--batch-size", type=int, default=50, help="batch size (default 50)")
+    parser.add_argument("--test", type=int, default=1000, help="test images, a stratified subset (default 1000)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: one per idle core)")
     parser.add_argument("--quick", action="store_true", help="skip the training run")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
+    threads, why = choose_threads(args.threads)
+    torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}, {threads} intra-op thread(s) ({why})")
     torch.manual_seed(0)
     show_zoo()
     show_gradient_at_init(args.out)
     if not args.quick:
-        show_training(args.out, args.epochs, args.limit)
+        show_training(args.out, args.epochs, args.limit, args.batch_size, args.test)
     show_structure(args.out)
-    print(f"\nAll pictures are in {args.out}/. Next: `cifarnets --help`, docs/, examples/seed*.py --budget.")
+    minutes, seconds = divmod(round(time.perf_counter() - started), 60)
+    print(f"\nAll pictures are in {args.out}/. The demo ran {minutes} min {seconds:02d} s (imports not counted). "
+          "Next: `cifarnets --help`, docs/, examples/seed*.py --budget.")
     return 0
 
 

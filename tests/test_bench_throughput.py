@@ -1,0 +1,87 @@
+"""The throughput benchmark's bookkeeping (no timing: the clock is a counter here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_throughput", PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_throughput"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("train_throughput", None)
+
+
+class _CountingClock:
+    """Every mark is the next integer: an interval's seconds is the number of marks between its ends."""
+
+    def __init__(self) -> None:
+        self.ticks = itertools.count()
+
+    def mark(self) -> int:
+        return next(self.ticks)
+
+    def seconds(self, start: int, end: int) -> float:
+        return float(end - start)
+
+
+def test_probe_times_forward_to_backward_end_and_the_step_only(bench):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = bench.StepProbe(model, torch.device("cpu"))
+    probe.clock = _CountingClock()
+    bench.StepProbe.install()
+    try:
+        x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+        probe.arm()
+        for _ in range(3):
+            with torch.no_grad():
+                model(x)  # evaluation: not a training step, not counted
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        kinds = [k for k, _ in probe.marks]
+        inside, steps = probe.disarm()
+    finally:
+        bench.StepProbe.uninstall()
+    # The first backward calibrates on every parameter (4 marks), then only the last one marks.
+    assert kinds == ["F", "B", "B", "B", "B", "S", "E"] + ["F", "B", "S", "E"] * 2
+    assert steps == 3
+    assert inside == (4 + 1) + (1 + 1) * 2  # F..last B, plus S..E, per step
+    assert len(probe._grad_handles) == 1
+
+
+def test_figures_flag_fit_faster_than_bare_as_a_measurement_error(bench):
+    r = bench.ModelResult("m", 1, 64)
+    r.samples = {"bare": [bench.Sample(64, 1.0, 0.99)] * 3, "fit": [bench.Sample(64, 0.9, 0.8)] * 3}
+    figures = r.figures()
+    assert figures["fit_over_bare"] == pytest.approx(1 / 0.9)
+    assert figures["measurement_error"]
+    assert figures["outside_fraction"] == pytest.approx(1 - 0.8 / 0.9)
+    assert set(figures) >= {"model", "bare", "fit", "customary", "fit_over_bare", "fit_over_customary",
+                            "outside_fraction"}
+    r.samples["fit"] = [bench.Sample(64, 1.1, 1.0)] * 3
+    assert not r.figures()["measurement_error"]
+
+
+def test_grid_expansion_is_the_product_of_the_axes_plus_the_cells(bench):
+    grid = {"base": {"model": "vgg08", "epochs": 1}, "axes": {"seed": [0, 1], "lr": [1e-3, 1e-2]},
+            "cells": [{"seed": 9}]}
+    cells = bench._expand(grid)
+    assert len(cells) == 5 and all(c["model"] == "vgg08" for c in cells)
+    assert {(c["seed"], c.get("lr")) for c in cells[:4]} == {(0, 1e-3), (0, 1e-2), (1, 1e-3), (1, 1e-2)}
+    assert cells[4] == {"model": "vgg08", "epochs": 1, "seed": 9}
