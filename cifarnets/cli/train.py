@@ -77,7 +77,7 @@ def _dataset_name(name: str) -> str:
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``train`` and ``eval`` subcommands."""
     from ..data import DATASETS, DEFAULT_NORMALIZATION
-    from ..train.config import _HINTS
+    from ..train.config import FIELD_TYPES
 
     p = sub.add_parser(
         "train", help="train a model (resumable run folder)",
@@ -109,7 +109,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         name = f.metadata["group"]
         if name not in groups:
             groups[name] = p.add_argument_group(name)
-        _add_config_option(groups[name], option, f, _HINTS[f.name])
+        _add_config_option(groups[name], option, f, FIELD_TYPES[f.name])
     r = groups["run"]
     r.add_argument("--out", metavar="RUN_DIR", default=None, help="run folder (default: runs/MODEL_DATASET_TIME)")
     r.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR")

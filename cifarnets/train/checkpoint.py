@@ -145,7 +145,7 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: the cifarnets description in its header is not valid JSON ({err})") from err
 
 
-def _torch_load_safely(source: Union[PathLike, IO[bytes]], *, map_location: Any = "cpu", what: str = "file") -> Any:
+def torch_load_safely(source: Union[PathLike, IO[bytes]], *, map_location: Any = "cpu", what: str = "file") -> Any:
     if isinstance(source, (str, os.PathLike)):
         head = _check_readable(Path(source))
         # torch.save writes a zip archive (PK..); older torch a pickle (protocol byte 0x80). Anything else
@@ -235,7 +235,7 @@ def load_checkpoint(
         except Exception as err:
             raise CheckpointError(f"cannot read {path} ({err}); was it written completely?") from err
     else:
-        obj = _torch_load_safely(path, map_location=device, what=str(path))
+        obj = torch_load_safely(path, map_location=device, what=str(path))
         has_metadata = isinstance(obj, Mapping) and isinstance(obj.get("metadata"), Mapping)
         metadata = dict(obj.get("metadata", {})) if has_metadata else {}
         state = _extract_state_dict(obj, path)

@@ -192,8 +192,8 @@ class TrainConfig:
 
         for f in fields(self):
             value = getattr(self, f.name)
-            if not _type_ok(value, _HINTS[f.name]):
-                raise ConfigError(f"TrainConfig: {f.name} must be {_type_name(_HINTS[f.name])}; got {value!r} "
+            if not _type_ok(value, FIELD_TYPES[f.name]):
+                raise ConfigError(f"TrainConfig: {f.name} must be {_type_name(FIELD_TYPES[f.name])}; got {value!r} "
                                   f"({type(value).__name__})")
             if f.name in _FLOAT_FIELDS and not math.isfinite(value):
                 raise ConfigError(f"TrainConfig: {f.name} must be a finite number; got {value!r}")
@@ -297,8 +297,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-_HINTS = typing.get_type_hints(TrainConfig)
-_FLOAT_FIELDS = tuple(f.name for f in fields(TrainConfig) if _HINTS[f.name] is float)
+FIELD_TYPES = typing.get_type_hints(TrainConfig)
+_FLOAT_FIELDS = tuple(f.name for f in fields(TrainConfig) if FIELD_TYPES[f.name] is float)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

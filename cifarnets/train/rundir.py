@@ -38,7 +38,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from .._utils import CifarnetsError, atomic_write, stale_temp_files
-from .checkpoint import CheckpointError, _torch_load_safely, read_metadata, weights_bytes
+from .checkpoint import CheckpointError, read_metadata, torch_load_safely, weights_bytes
 from .history import History
 
 try:  # POSIX; elsewhere runs are not locked (a warning says so)
@@ -299,7 +299,7 @@ class RunDir:
 
     def _load_state(self) -> dict[str, Any]:
         path = self.path / STATE
-        state = _torch_load_safely(path, what=str(path))
+        state = torch_load_safely(path, what=str(path))
         keys = {"epoch", "model", "optimizer", "scheduler", "rng", "history", "metadata"}
         if not isinstance(state, dict) or not keys <= set(state):
             missing = sorted(keys - set(state)) if isinstance(state, dict) else ["everything"]
