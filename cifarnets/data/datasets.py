@@ -255,9 +255,9 @@ def load_cifar(
     CIFAR-100 labels are the 100 fine labels (seeds 001-003).
 
     Example:
-        >>> train, test, classes = load_cifar("cifar10", "~/data")  # doctest: +SKIP
-        >>> len(train), len(test), classes[:2]  # doctest: +SKIP
-        (50000, 10000, ('airplane', 'automobile'))
+        train, test, classes = load_cifar("cifar10", "~/data")
+        len(train), len(test), classes[:2]
+        # -> (50000, 10000, ('airplane', 'automobile'))
     """
     key = _canonical_name(name)
     if key not in _CIFAR_CLASSES:
@@ -391,9 +391,9 @@ def load_fashion_mnist(
     `default_data_dir()`. ``download=True`` uses torchvision's FashionMNIST downloader.
 
     Example:
-        >>> train, test, classes = load_fashion_mnist()  # doctest: +SKIP
-        >>> tuple(train.images.shape), classes[0]  # doctest: +SKIP
-        ((60000, 1, 32, 32), 'T-shirt/top')
+        train, test, classes = load_fashion_mnist()
+        tuple(train.images.shape), classes[0]
+        # -> ((60000, 1, 32, 32), 'T-shirt/top')
     """
     folder = Path(data_dir).expanduser() if data_dir is not None else None
     dirs = _fashion_mnist_dirs(folder)

@@ -220,9 +220,9 @@ def load_checkpoint(
     ``pretrained_cfg["mean"/"std"]``, so `evaluate` uses it by default) and versions.
 
     Example:
-        >>> model, meta = load_checkpoint("runs/vgg08")               # doctest: +SKIP
-        >>> meta["model"], meta["epoch"], meta["metrics"]["val_acc"]  # doctest: +SKIP
-        ('vgg08', 100, 46.84)
+        model, meta = load_checkpoint("runs/vgg08")
+        meta["model"], meta["epoch"], meta["metrics"]["val_acc"]
+        # -> ('vgg08', 100, 46.84)
     """
     path = _resolve_checkpoint_path(path)
     head = _check_readable(path)

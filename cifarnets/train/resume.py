@@ -38,8 +38,8 @@ def resume(
     way on after a `NonFiniteLossError`).
 
     Example:
-        >>> history = resume("runs/vgg38_bn_rc", quiet=True)                     # doctest: +SKIP
-        >>> history = resume("runs/vgg38", change_schedule=True, lr=1e-4)        # doctest: +SKIP
+        history = resume("runs/vgg38_bn_rc", quiet=True)
+        history = resume("runs/vgg38", change_schedule=True, lr=1e-4)
     """
     folder = RunDir(run_dir)
     stored = folder.config()
