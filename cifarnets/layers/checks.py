@@ -1,8 +1,10 @@
 """Input validation that turns torch's deep shape errors into one clear message.
 
-The check is registered with `torch.fx.wrap` by each model file, so graph tools (the
-receptive-field tracer) see it as a single pass-through call instead of tracing into the
-Python `if`s, and `torch.export` evaluates it on static shapes.
+The zoo's base class (`cifarnets.models.CifarNet`) is the one caller; it registers the check
+with `torch.fx.wrap`, so graph tools (the receptive-field tracer, torchvision's feature
+extractor) see it as a single pass-through call instead of tracing into the Python `if`s,
+and `torch.export` evaluates it on static shapes. TorchScript skips it (it cannot compile
+the messages); a scripted model fails with torch's own error on bad input.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def check_input(
     reduction: int = 1,
     feature_size: Optional[tuple[int, int]] = None,
 ) -> torch.Tensor:
-    """Return `x` unchanged if a model can take it, else raise a `ValueError` that says why.
+    """Return `x` unchanged if a model can take it, else raise an error that says why: a
+    `TypeError` for a non-floating dtype, a `ValueError` for a wrong shape.
 
     Args:
         x: the batch, expected ``(N, in_chans, H, W)``.
@@ -40,6 +43,10 @@ def check_input(
         want = f"(N, {in_chans}, {feature_size[0] * reduction}, {feature_size[1] * reduction})"
     else:
         want = f"(N, {in_chans}, H, W) with H, W >= {reduction}"
+    if not torch.is_floating_point(x):
+        hint = (" (uint8 images: convert with x.float() / 255 and normalise with the model's "
+                "pretrained_cfg['mean'] and ['std'])") if x.dtype == torch.uint8 else ": convert it with x.float()"
+        raise TypeError(f"{model_name} expects a floating-point batch, got dtype {x.dtype}{hint}")
     if x.dim() != 4:
         raise ValueError(
             f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "
