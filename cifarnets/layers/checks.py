@@ -3,17 +3,21 @@
 The zoo's base class (`cifarnets.models.CifarNet`) is the one caller; it registers the check
 with `torch.fx.wrap`, so graph tools (the receptive-field tracer, torchvision's feature
 extractor) see it as a single pass-through call instead of tracing into the Python `if`s,
-and `torch.export` evaluates it on static shapes. TorchScript skips it (it cannot compile
-the messages); a scripted model fails with torch's own error on bad input.
+and `torch.export` evaluates it on static shapes. It is TorchScript-compatible, so scripted
+models (and scripted fx graphs) check their input too.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 
 __all__ = ["check_input"]
+
+
+def _shape(shape: List[int]) -> str:
+    return "(" + ", ".join([str(d) for d in shape]) + ")"
 
 
 def check_input(
@@ -21,7 +25,7 @@ def check_input(
     in_chans: int,
     model_name: str,
     reduction: int = 1,
-    feature_size: Optional[tuple[int, int]] = None,
+    feature_size: Optional[Tuple[int, int]] = None,
 ) -> torch.Tensor:
     """Return `x` unchanged if a model can take it, else raise an error that says why: a
     `TypeError` for a non-floating dtype, a `ValueError` for a wrong shape.
@@ -50,24 +54,25 @@ def check_input(
     if x.dim() != 4:
         raise ValueError(
             f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "
-            f"{tuple(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
+            f"{_shape(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
         )
-    n, c, h, w = x.shape
+    shape = _shape(x.shape)
+    c, h, w = x.size(1), x.size(2), x.size(3)
     if c != in_chans:
         raise ValueError(
-            f"{model_name} expects input of shape {want}, got {tuple(x.shape)}: "
+            f"{model_name} expects input of shape {want}, got {shape}: "
             f"{c} channel{'s' if c != 1 else ''} instead of {in_chans}. "
             f"Create the model with in_chans={c}, or convert the images."
         )
     if feature_size is not None:
-        if (h // reduction, w // reduction) != tuple(feature_size):
+        if h // reduction != feature_size[0] or w // reduction != feature_size[1]:
             raise ValueError(
                 f"{model_name} has a fixed classifier head built for {feature_size[0]}x{feature_size[1]} feature "
-                f"maps, so it expects input of shape {want}; got {tuple(x.shape)}. Resize or pad the images to "
+                f"maps, so it expects input of shape {want}; got {shape}. Resize or pad the images to "
                 f"{feature_size[0] * reduction}x{feature_size[1] * reduction}, or use a model with global pooling."
             )
     elif h < reduction or w < reduction:
         raise ValueError(
-            f"{model_name} down-samples by {reduction}, so it expects input of shape {want}; got {tuple(x.shape)}"
+            f"{model_name} down-samples by {reduction}, so it expects input of shape {want}; got {shape}"
         )
     return x

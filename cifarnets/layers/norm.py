@@ -177,7 +177,9 @@ class DetachedBatchNorm2d(nn.BatchNorm2d):
         self.biased_running_var = biased_running_var
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(x)
+        if not torch.jit.is_scripting():
+            if not isinstance(x, torch.fx.Proxy):
+                self._check_input_dim(x)  # a Python `if` on the shape: not while fx traces
         if not self.training and self.running_mean is not None and self.running_var is not None:
             # Eval with running statistics: exactly nn.BatchNorm2d's computation.
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)

@@ -8,8 +8,8 @@ build their layers; everything a generic tool needs (timm's ``forward_features``
 once.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: torch.fx writes forward()'s annotations into
+# the generated code, and TorchScript must read them as types, not strings.
 import functools
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence, Union
@@ -117,6 +117,13 @@ class CifarNet(nn.Module):
 
     # ------------------------------------------------------------ construction helpers
 
+    __jit_unused_properties__ = ["depth"]
+
+    @classmethod
+    def feature_levels(cls, arch: Any) -> int:
+        """How many feature levels a network of layout `arch` has (for ``features_only``)."""
+        raise NotImplementedError
+
     def add_level(self, num_chs: int, reduction: int, module: str) -> None:
         """Record one feature level (timm's ``feature_info`` entry)."""
         self.feature_info.append(dict(num_chs=num_chs, reduction=reduction, module=module))
@@ -138,10 +145,8 @@ class CifarNet(nn.Module):
 
     def check(self, x: torch.Tensor) -> torch.Tensor:
         """`x`, or a clear error if the model cannot take it (shape, channels, dtype)."""
-        if not torch.jit.is_scripting():
-            fixed = self.feature_size if self.head.pool_type == "flatten" else None
-            x = check_input(x, self.in_chans, self.model_name, self.reduction, fixed)
-        return x
+        fixed = self.feature_size if self.head.pool_type == "flatten" else None
+        return check_input(x, self.in_chans, self.model_name, self.reduction, fixed)
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk without the input check: stem, then stages."""

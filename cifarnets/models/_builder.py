@@ -82,9 +82,13 @@ def build_model(
         if not resolved.has_weights and not resolved.state_dict:
             raise _no_weights_error(variant)
     features_only = bool(kwargs.get("features_only"))
+    feature_cfg: dict[str, Any] = dict(flatten_sequential=True)
+    levels = getattr(model_cls, "feature_levels", None)
+    if features_only and levels is not None:
+        feature_cfg["out_indices"] = tuple(range(levels(arch)))  # every level unless out_indices= says
     model = build_model_with_cfg(
-        functools.partial(model_cls, arch), timm_name, pretrained,
-        feature_cfg=dict(flatten_sequential=True), **{**cfg.defaults, **kwargs},
+        functools.partial(model_cls, arch), timm_name, pretrained, feature_cfg=feature_cfg,
+        **{**cfg.defaults, **kwargs},
     )
     setattr(model, "model_name", variant)
     if not features_only:

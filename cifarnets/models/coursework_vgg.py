@@ -246,6 +246,10 @@ class CourseworkVGG(CifarNet):
         self.init_head(width)
         init_weights(self, init)
 
+    @classmethod
+    def feature_levels(cls, arch: CourseworkVGGConfig) -> int:
+        return arch.stages + 1  # the stem and each stage
+
     @property
     def depth(self) -> int:
         """Weighted layers as the reports count them, 2 + S(2B + 2)."""

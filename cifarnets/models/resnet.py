@@ -51,6 +51,10 @@ class ResNetConfig:
     blocks: tuple[int, ...]
     strides: tuple[int, ...]
 
+    @classmethod
+    def feature_levels(cls, arch: ResNetConfig) -> int:
+        return len(arch.widths) + 1  # the stem and each stage
+
     @property
     def depth(self) -> int:
         """Weighted layers: stem, two per block, classifier (projections not counted)."""
@@ -174,6 +178,10 @@ class CifarResNet(CifarNet):
         self.stages = nn.Sequential(*stages)
         self.init_head(in_chs)
         init_weights(self, init)
+
+    @classmethod
+    def feature_levels(cls, arch: ResNetConfig) -> int:
+        return len(arch.widths) + 1  # the stem and each stage
 
     @property
     def depth(self) -> int:

@@ -160,6 +160,10 @@ class VGG(CifarNet):
                        hidden_drop_rate=self.drop_rate, drop_rate=0.0 if arch.hidden else self.drop_rate)
         init_weights(self, init)
 
+    @classmethod
+    def feature_levels(cls, arch: VGGConfig) -> int:
+        return max(arch.pools, 1)  # one per max-pool
+
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.features, x)
