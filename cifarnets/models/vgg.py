@@ -186,7 +186,8 @@ class VGG(CifarNet):
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """Parameter groups for layer-wise learning-rate decay: conv blocks, then the head."""
         block = r"^features\.(?:conv|norm)(\d+)"
-        return dict(stem=r"^features\.(?:conv|norm)1(?:_1)?\.", blocks=block if coarse else rf"{block}(?:_(\d+))?\.")
+        fine = [(block + r"_(\d+)\.", None), (block + r"\.", None)]
+        return dict(stem=r"^features\.(?:conv|norm)1(?:_1)?\.", blocks=block if coarse else fine)
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> VGG:
