@@ -18,7 +18,7 @@ import contextlib
 import io
 import math
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import timm
@@ -39,7 +39,7 @@ CFG_KEYS = ("architecture", "input_size", "min_input_size", "fixed_input_size", 
             "description", "paper_name", "notes", "custom_load")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _eval_model(name: str) -> nn.Module:
     torch.manual_seed(0)
     return cifarnets.create(name).eval()

@@ -47,7 +47,7 @@ def bash_commands(block: str) -> list[list[str]]:
     return commands
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def readme_run(tmp_path_factory):
     """Run the section in a fresh folder; returns (folder, {command: stdout})."""
     import contextlib
@@ -78,7 +78,8 @@ def readme_run(tmp_path_factory):
     return folder, outputs, namespaces
 
 
-def test_readme_blocks_ran_and_export_is_exact(readme_run):
+def test_readme_blocks_ran_and_export_is_exact(readme_run, tmp_path, monkeypatch):
+    """One test (one run of the README, in one worker): the blocks, then every way back in."""
     folder, outputs, namespaces = readme_run
     run, hub = folder / "runs" / "vgg38-demo", folder / "hub" / "vgg38-demo"
     assert sorted(p.name for p in hub.iterdir()) == ["README.md", "config.json", "curves.png", "model.safetensors"]
@@ -119,10 +120,10 @@ def test_readme_blocks_ran_and_export_is_exact(readme_run):
     x = exported["x"]
     torch.testing.assert_close(torch.from_numpy(exported["logits"]), exported["model"](x), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(exported["scripted"](x), exported["model"](x))
+    check_overlay_hf_hub_and_push(folder, tmp_path, monkeypatch)
 
 
-def test_pretrained_file_overlay_and_hf_hub(readme_run, tmp_path, monkeypatch):
-    folder, _, _ = readme_run
+def check_overlay_hf_hub_and_push(folder, tmp_path, monkeypatch):
     hub, run = folder / "hub" / "vgg38-demo", folder / "runs" / "vgg38-demo"
     best = load_file(str(run / "best.safetensors"))
     model = cifarnets.create("vgg38", bn=True, rc=True, num_classes=10, pretrained=True,

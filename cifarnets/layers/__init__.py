@@ -19,7 +19,8 @@ from .shortcuts import SHORTCUTS, ZeroPadShortcut, create_shortcut
 
 __all__ = [
     "NORMALIZATION", "POOL_TYPES", "Normalization", "act_layer_name", "detached_batch_norm", "get_normalization",
-    "norm_layer_name", "ActLayer", "ClassifierHead", "DetachedBatchNorm2d", "INIT_SCHEMES", "NormLayer", "SHORTCUTS", "ZeroPadShortcut",
+    "norm_layer_name", "ActLayer", "ClassifierHead", "DetachedBatchNorm2d", "INIT_SCHEMES", "NormLayer", "SHORTCUTS",
+    "ZeroPadShortcut",
     "check_input", "create_norm", "create_shortcut", "get_act_layer", "get_norm_layer", "init_weights",
     "list_act_layers", "list_norm_layers", "register_norm_layer",
 ]

@@ -61,4 +61,6 @@ def act_layer_name(act: ActLayer) -> str:
     for name, layer in _ACT_LAYERS.items():
         if layer is act:
             return name
-    raise ValueError(f"act {act!r} has no name in {list_act_layers()}, so it cannot be written to a config; pass a name")
+    raise ValueError(
+        f"act {act!r} has no name in {list_act_layers()}, so it cannot be written to a config; pass a name"
+    )

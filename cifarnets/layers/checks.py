@@ -9,14 +9,14 @@ models (and scripted fx graphs) check their input too.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 
 __all__ = ["check_input"]
 
 
-def _shape(shape: List[int]) -> str:
+def _shape(shape: list[int]) -> str:
     return "(" + ", ".join([str(d) for d in shape]) + ")"
 
 
@@ -25,7 +25,7 @@ def check_input(
     in_chans: int,
     model_name: str,
     reduction: int = 1,
-    feature_size: Optional[Tuple[int, int]] = None,
+    feature_size: Optional[tuple[int, int]] = None,
 ) -> torch.Tensor:
     """Return `x` unchanged if a model can take it, else raise an error that says why: a
     `TypeError` for a non-floating dtype, a `ValueError` for a wrong shape.

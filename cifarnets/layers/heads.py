@@ -71,7 +71,8 @@ class ClassifierHead(nn.Module):
                 f"{num_classes}); pass num_classes=0 with it, or choose global_pool='avg'"
             )
         self.pool_type = pool_type
-        self.global_pool = {"avg": nn.AdaptiveAvgPool2d(1), "max": nn.AdaptiveMaxPool2d(1)}.get(pool_type, nn.Identity())
+        pools = {"avg": nn.AdaptiveAvgPool2d(1), "max": nn.AdaptiveMaxPool2d(1)}
+        self.global_pool = pools.get(pool_type, nn.Identity())
         self.flatten = nn.Flatten(1) if pool_type else nn.Identity()
 
     def reset(self, num_classes: int, pool_type: str | None = None) -> None:

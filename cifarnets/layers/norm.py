@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from timm.layers import get_norm_layer as _timm_get_norm_layer
 
 __all__ = [
-    "DetachedBatchNorm2d", "NormLayer", "create_norm", "detached_batch_norm", "norm_layer_name", "get_norm_layer", "list_norm_layers", "register_norm_layer",
+    "DetachedBatchNorm2d", "NormLayer", "create_norm", "detached_batch_norm", "norm_layer_name", "get_norm_layer",
+    "list_norm_layers", "register_norm_layer",
 ]
 
 NormLayer = Union[str, Callable[[int], nn.Module], None]

@@ -216,7 +216,8 @@ def _he2016_cfg(variant: str) -> ModelCfg:
         defaults={"shortcut": "zeropad", "init": "kaiming"},
         published_params=_HE2016_PARAMS[variant],
         notes="Option A (zero-padded identity) shortcuts as in the paper; shortcut='projection' (option B) adds "
-              "2,752 parameters. He-normal initialisation as in the paper. The paper subtracts the per-pixel mean only; the card's "
+              "2,752 parameters. He-normal initialisation as in the paper. The paper subtracts the per-pixel mean "
+              "only; the card's "
               "normalisation is the CIFAR-10 preset.",
     )
 
