@@ -250,10 +250,14 @@ def test_state_dict_and_pickle_round_trip(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_torch_export(name):
+    """torch.export with a dynamic batch dimension: one export serves every batch size."""
     model = cifarnets.create(name).eval()
     x = torch.randn(2, 3, 32, 32)
-    exported = torch.export.export(model, (x,))
-    torch.testing.assert_close(exported.module()(x), model(x))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    exported = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    for n in (1, 5):
+        x = torch.randn(n, 3, 32, 32)
+        torch.testing.assert_close(exported.module()(x), model(x))
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
