@@ -1,8 +1,10 @@
 """Find and build zoo models by name: `create`, `list_models`, `is_model`, `model_info`.
 
-Also the bridge that makes every model creatable through ``timm.create_model`` under a
-``cifarnets_`` prefix, so timm's training scripts and tools can use the zoo without ever
-shadowing timm's own ``resnet18`` or ``vgg16``.
+Every model is also ``timm.create_model("cifarnets_<name>")`` (registered by
+`cifarnets.models._timm` with timm's public ``register_model``), so timm's training scripts and
+tools can use the zoo without ever shadowing timm's own ``resnet18`` or ``vgg16``.
+`create` also takes timm's ``local-dir:DIR`` and ``hf-hub:ORG/REPO`` names (a folder
+written by ``cifarnets export``).
 """
 
 from __future__ import annotations
@@ -10,23 +12,22 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
 
 from . import models as _models  # noqa: F401  (importing registers every family)
-from .models._builder import attach_cfg, valid_kwargs
-from .models._registry import ModelCfg, add_registration_hook, entrypoints, model_cfgs, register_model
+from .models._builder import BUILDER_KWARGS, valid_kwargs
+from .models._registry import TIMM_PREFIX, ModelCfg, entrypoints, model_cfgs, register_model
+from .models._timm import timm_pretrained_cfg
 
 __all__ = [
     "ModelInfo", "TIMM_PREFIX", "builtin_models", "count_params", "create", "is_model", "list_models", "model_info",
     "model_table", "register_model",
 ]
-
-TIMM_PREFIX = "cifarnets_"
 
 
 def _natural_key(name: str) -> list[Union[int, str]]:
@@ -101,15 +102,21 @@ def create(
     pretrained: bool = False,
     *,
     num_classes: Optional[int] = None,
-    in_chans: int = 3,
+    in_chans: Optional[int] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build the registered model `name`, by default exactly as its report published it.
 
-    Keywords not given keep the published values (see `model_info`); `num_classes`
-    ``None`` means the published number of classes. A keyword the model does not take is a
-    `TypeError` naming it and the valid ones; an unknown name is a `ValueError` naming the
+    Keywords not given keep the published values (see `model_info`); `num_classes` and
+    `in_chans` ``None`` mean the published ones. Every model also takes timm's standard
+    keywords (``drop_rate``, ``global_pool``, ``features_only``, ``pretrained_cfg_overlay``,
+    ...; docs/models.md lists which each family honours). A keyword the model does not take is
+    a `TypeError` naming the closest valid ones; an unknown name is a `ValueError` naming the
     closest registered names.
+
+    `name` may also be ``"local-dir:DIR"`` or ``"hf-hub:ORG/REPO"``: a folder written by
+    ``cifarnets export`` (or `cifarnets.hub.export_run`), loaded through timm's loader with
+    the architecture and keywords stored in its ``config.json``.
 
     Example:
         >>> m = create("vgg38", bn=True, rc=True)          # seed 001's VGG38 BN+RC
@@ -117,13 +124,49 @@ def create(
         338500
         >>> m = create("resnet18", norm_layer="detached_batchnorm")   # seed 000's experiment
     """
+    if isinstance(name, str) and name.split(":", 1)[0] in ("local-dir", "hf-hub"):
+        return _create_from_source(name, pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
     fn = _require(name)
-    cfg = model_cfgs()[fn.__name__]
-    num_classes = cfg.num_classes if num_classes is None else num_classes
-    model = fn(pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    if not hasattr(model, "pretrained_cfg"):  # user-registered models built without build_model
-        attach_cfg(model, fn.__name__, cfg)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    model = fn(pretrained=pretrained, **kwargs)
+    if not hasattr(model, "pretrained_cfg"):  # user-registered models not built through timm
+        _attach_cfg(model, fn.__name__, model_cfgs()[fn.__name__])
+    if not hasattr(model, "_model_args"):
+        # The keywords that rebuild this model (timm's create_model records the same).
+        setattr(model, "_model_args", {k: v for k, v in kwargs.items() if k not in BUILDER_KWARGS})
     return model
+
+
+def _create_from_source(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    """``local-dir:`` / ``hf-hub:`` through timm's factory (which reads the folder's config.json)."""
+    import timm
+
+    source, _, location = name.partition(":")
+    if source == "local-dir" and not (Path(location) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{location} holds no config.json; make the folder with `cifarnets export RUN_DIR --out {location}`"
+        )
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    # A folder is a set of weights: load them unless pretrained=False is asked for explicitly.
+    model = timm.create_model(name, pretrained=True if pretrained is False else pretrained, **kwargs)
+    return model
+
+
+def _attach_cfg(model: nn.Module, name: str, cfg: ModelCfg) -> None:
+    pretrained_cfg = timm_pretrained_cfg(name, cfg).to_dict()
+    pretrained_cfg["architecture"] = name
+    in_chans = getattr(model, "in_chans", None)
+    if isinstance(in_chans, int) and in_chans != len(pretrained_cfg["mean"]):
+        pretrained_cfg["input_size"] = (in_chans, *pretrained_cfg["input_size"][1:])
+        for key in ("mean", "std"):
+            values = pretrained_cfg[key]
+            pretrained_cfg[key] = (sum(values) / len(values),) * in_chans
+    setattr(model, "model_name", name)
+    setattr(model, "pretrained_cfg", pretrained_cfg)
+    setattr(model, "default_cfg", pretrained_cfg)
 
 
 @dataclass(frozen=True)
@@ -136,6 +179,7 @@ class ModelInfo:
     summary: str
     num_classes: int
     dataset: str
+    norm: str
     input_size: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -152,7 +196,8 @@ class ModelInfo:
             ("classes", f"{self.num_classes} ({self.dataset})"), ("input", "x".join(map(str, self.input_size))),
             ("parameters", f"{self.params:,}" + (f" (published {self.published_params:,})"
                                                   if self.published_params is not None else "")),
-            ("mean", ", ".join(f"{v:.4f}" for v in self.mean)), ("std", ", ".join(f"{v:.4f}" for v in self.std)),
+            ("normalisation", f"preset {self.norm!r}: mean " + ", ".join(f"{v:.4f}" for v in self.mean)
+             + "; std " + ", ".join(f"{v:.4f}" for v in self.std)),
             ("published flags", ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "-"),
             ("keywords", ", ".join(self.keywords)), ("timm name", self.timm_name), ("notes", self.notes or "-"),
         ]
@@ -183,7 +228,7 @@ def model_info(name: str) -> ModelInfo:
     model_cls = type(model)
     return ModelInfo(
         name=name, family=cfg.family, source=cfg.source, summary=cfg.summary, num_classes=cfg.num_classes,
-        dataset=cfg.dataset,
+        dataset=cfg.dataset, norm=cfg.norm,
         input_size=cfg.input_size, mean=cfg.mean, std=cfg.std, params=count_params(model),
         published_params=cfg.published_params, defaults=dict(cfg.defaults),
         keywords=sorted(valid_kwargs(model_cls)) if cfg.family != "user" else [],
@@ -197,46 +242,21 @@ def builtin_models() -> list[str]:
 
 
 def model_table(names: Optional[Iterable[str]] = None) -> str:
-    """A Markdown table of models: name, report, published configuration, parameters, classes.
+    """A Markdown table of models: name, report, published configuration, parameters, classes, weights.
 
     `names` defaults to `builtin_models()`; the README's and the docs' catalogue are this
     table, regenerated by ``docs/generate.py`` and checked by a test so they cannot drift.
+    The ``weights`` column says whether the model's timm cfg names published CIFAR weights
+    (none do yet: ``cifarnets train`` then ``cifarnets export`` makes them).
     """
-    rows = ["| model | report | published configuration | parameters | classes |", "|---|---|---|--:|---|"]
+    from timm.models import get_pretrained_cfg
+
+    rows = ["| model | report | published configuration | parameters | classes | weights |",
+            "|---|---|---|--:|---|---|"]
     for name in names if names is not None else builtin_models():
         info = model_info(name)
+        cfg = get_pretrained_cfg(info.timm_name)
+        weights = "published" if cfg is not None and cfg.has_weights else "none yet"
         rows.append(f"| `{name}` | {info.source} | {info.summary or '-'} | {info.params:,} | "
-                    f"{info.num_classes} ({info.dataset}) |")
+                    f"{info.num_classes} ({info.dataset}) | {weights} |")
     return "\n".join(rows)
-
-
-# ---------------------------------------------------------------- the timm bridge
-
-def _register_with_timm(name: str, fn: Callable[..., nn.Module], cfg: ModelCfg) -> None:
-    from timm.models import _registry as timm_registry
-    from timm.models._pretrained import DefaultCfg, PretrainedCfg
-
-    timm_name = TIMM_PREFIX + name
-    if timm_name in timm_registry._model_entrypoints:
-        return
-
-    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-            kwargs.pop(key, None)
-        return create(name, pretrained, **kwargs)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = timm_name
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = fn.__doc__
-    pretrained_cfg = PretrainedCfg(
-        architecture=timm_name, input_size=cfg.input_size, fixed_input_size=cfg.fixed_input_size,
-        interpolation="bilinear", crop_pct=1.0, mean=cfg.mean, std=cfg.std, num_classes=cfg.num_classes,
-        first_conv=cfg.first_conv, classifier=cfg.classifier, description=cfg.source, notes=(cfg.notes,),
-    )
-    # timm's register_model reads the cfg from ``default_cfgs`` of the entry point's module.
-    default_cfgs[timm_name] = DefaultCfg(tags=deque([""]), cfgs={"": pretrained_cfg})
-    timm_registry.register_model(entrypoint)
-
-
-default_cfgs: dict[str, Any] = {}  # read by timm's register_model for the bridged names
-add_registration_hook(_register_with_timm)

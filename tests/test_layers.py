@@ -158,3 +158,19 @@ def test_check_input_messages():
 def test_init_weights_rejects_unknown_scheme():
     with pytest.raises(ValueError, match="unknown init 'he'"):
         init_weights(nn.Conv2d(1, 1, 1), "he")
+
+
+def test_biased_running_variance_is_seed000s_and_differs_by_at_most_n_over_n_minus_1():
+    """Seed 000's CustomBatchNorm2d keeps inp.var(unbiased=False) in its running variance."""
+    torch.manual_seed(0)
+    default = DetachedBatchNorm2d(3).double()
+    report = DetachedBatchNorm2d(3, biased_running_var=True).double()
+    assert cifarnets.layers.get_norm_layer("detached_batchnorm_biased")(3).biased_running_var
+    x = torch.randn(4, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(report(x), default(x))
+    biased = x.detach().var(dim=(0, 2, 3), unbiased=False)
+    torch.testing.assert_close(report.running_var, 0.9 + 0.1 * biased)
+    torch.testing.assert_close(report.running_mean, default.running_mean)
+    n = 4 * 2 * 2
+    torch.testing.assert_close(default.running_var, 0.9 + 0.1 * biased * n / (n - 1))
+    assert "biased_running_var=True" in repr(report)

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 import cifarnets
+from cifarnets.data.normalization import NORMALIZATION
 from cifarnets.models import _registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +61,8 @@ def test_unknown_keyword_names_it_and_the_valid_ones():
     assert "'bnn'" in message and "did you mean 'bn'" in message
     for keyword in ["act", "bn", "rc", "shortcut", "width", "norm_layer", "init"]:
         assert keyword in message
-    with pytest.raises(TypeError, match="'bn'.*valid keywords are: act, in_chans, init, norm_layer"):
-        cifarnets.create("resnet18", bn=True)
+    with pytest.raises(TypeError, match="'rc'.*valid keywords are: act, bn, bn_eps, .*norm_layer"):
+        cifarnets.create("resnet18", rc=True)  # every ResNet block is residual: rc is a coursework VGG flag
 
 
 def test_contradictory_flags_fail_at_create():
@@ -97,7 +98,10 @@ def test_model_info_card():
     assert info.family == "coursework_vgg" and "seed 003" in info.source
     assert info.num_classes == 100 and info.dataset == "cifar100"
     assert info.params == 1_210_948 and info.defaults == {"bn": True, "rc": True}
-    assert info.mean == (0.4914, 0.4822, 0.4465) and info.std == (0.2023, 0.1994, 0.2010)
+    # The card names a preset of the one normalisation table the data loaders use too.
+    assert info.norm == "cifar100" and (info.mean, info.std) == (NORMALIZATION["cifar100"].mean,
+                                                                  NORMALIZATION["cifar100"].std)
+    assert cifarnets.model_info("resnet18").std == (0.2023, 0.1994, 0.2010)  # seed 000's copied std
     assert "bn" in info.keywords and info.timm_name == "cifarnets_vgg106"
     text = str(info)
     assert "1,210,948" in text and "seed 003" in text
@@ -125,7 +129,7 @@ def test_timm_bridge_creates_every_model_without_shadowing_timm():
     model = timm.create_model("cifarnets_vgg38", num_classes=10, bn=True, rc=True)
     assert type(model).__name__ == "CourseworkVGG" and model.num_classes == 10 and model.bn and model.rc
     cfg = timm.models.get_pretrained_cfg("cifarnets_vgg38")
-    assert cfg.input_size == (3, 32, 32) and cfg.mean == (0.4914, 0.4822, 0.4465) and cfg.num_classes == 100
+    assert cfg.input_size == (3, 32, 32) and cfg.mean == NORMALIZATION["cifar100"].mean and cfg.num_classes == 100
     assert timm.data.resolve_data_config(model=model)["input_size"] == (3, 32, 32)
     with torch.device("meta"):
         assert type(timm.create_model("resnet18")).__module__ == "timm.models.resnet"

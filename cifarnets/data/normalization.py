@@ -1,4 +1,4 @@
-"""Per-channel normalisation presets.
+"""Per-channel normalisation presets of the data sets (the table itself is `cifarnets.layers.presets`).
 
 The seeds disagree on CIFAR-10's std: seed 000 uses (0.2023, 0.1994, 0.2010), a value
 copied across many CIFAR repositories that is *not* the data's standard deviation (it is
@@ -12,60 +12,13 @@ All values are on the [0, 1] pixel scale and are the statistics of the *full* tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence, Union
 
+from ..layers.presets import NORMALIZATION, Normalization
 from .errors import DataArgumentError, DataTypeError
 
 __all__ = ["Normalization", "NORMALIZATION", "DEFAULT_NORMALIZATION", "resolve_normalization", "NormSpec"]
 
-
-@dataclass(frozen=True)
-class Normalization:
-    """A named per-channel mean and std, and where the numbers come from."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    source: str
-
-
-NORMALIZATION: dict[str, Normalization] = {
-    "cifar10": Normalization(
-        (0.4914, 0.4822, 0.4465),
-        (0.2470, 0.2435, 0.2616),
-        "CIFAR-10 training set, true per-channel mean and std (seed 004).",
-    ),
-    "cifar10_seed000": Normalization(
-        (0.4914, 0.4822, 0.4465),
-        (0.2023, 0.1994, 0.2010),
-        "CIFAR-10 mean with the widely copied std (0.2023, 0.1994, 0.2010) that seed 000 uses; "
-        "not the data's std (see 'cifar10').",
-    ),
-    "cifar100": Normalization(
-        (0.5071, 0.4865, 0.4409),
-        (0.2673, 0.2564, 0.2762),
-        "CIFAR-100 training set, the standard published values (not recomputed here: CIFAR-100 "
-        "cannot be downloaded on the build machine).",
-    ),
-    "fashion_mnist": Normalization(
-        (0.2190,),
-        (0.3318,),
-        "Fashion-MNIST training set as cifarnets serves it: zero-padded to 32x32. Computed from "
-        "the real files (tests/test_data_fashion_mnist.py checks it).",
-    ),
-    "fashion_mnist_28": Normalization(
-        (0.2860,),
-        (0.3530,),
-        "Fashion-MNIST training set at its original 28x28 (the value most code copies); use "
-        "'fashion_mnist' for the padded 32x32 images cifarnets serves.",
-    ),
-    "synthetic": Normalization(
-        (0.3778, 0.3681, 0.3761),
-        (0.1946, 0.1872, 0.1926),
-        "cifarnets' SYNTHETIC data set: the default 5,000 training images of seed 0 (checked by "
-        "tests/test_data_synthetic.py).",
-    ),
-}
 
 # The preset `load_dataset` applies when `norm=None`.
 DEFAULT_NORMALIZATION: dict[str, str] = {

@@ -6,7 +6,7 @@ from typing import Callable, Union
 
 import torch.nn as nn
 
-__all__ = ["ActLayer", "get_act_layer", "list_act_layers"]
+__all__ = ["ActLayer", "act_layer_name", "get_act_layer", "list_act_layers"]
 
 ActLayer = Union[str, Callable[[], nn.Module]]
 
@@ -47,3 +47,20 @@ def get_act_layer(act: ActLayer) -> Callable[[], nn.Module]:
         raise ValueError(f"unknown act {act!r}; use one of {list_act_layers()} or a module class such as torch.nn.ReLU")
     raise TypeError(f"act must be a name or a module class, not {type(act).__name__}")
 
+
+
+def act_layer_name(act: ActLayer) -> str:
+    """The name `get_act_layer` resolves to `act` (for configs written to JSON).
+
+    Example:
+        >>> act_layer_name(nn.LeakyReLU)
+        'leaky_relu'
+    """
+    if isinstance(act, str):
+        return act
+    for name, layer in _ACT_LAYERS.items():
+        if layer is act:
+            return name
+    raise ValueError(
+        f"act {act!r} has no name in {list_act_layers()}, so it cannot be written to a config; pass a name"
+    )

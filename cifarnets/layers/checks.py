@@ -1,8 +1,10 @@
 """Input validation that turns torch's deep shape errors into one clear message.
 
-The check is registered with `torch.fx.wrap` by each model file, so graph tools (the
-receptive-field tracer) see it as a single pass-through call instead of tracing into the
-Python `if`s, and `torch.export` evaluates it on static shapes.
+The zoo's base class (`cifarnets.models.CifarNet`) is the one caller; it registers the check
+with `torch.fx.wrap`, so graph tools (the receptive-field tracer, torchvision's feature
+extractor) see it as a single pass-through call instead of tracing into the Python `if`s,
+and `torch.export` evaluates it on static shapes. It is TorchScript-compatible, so scripted
+models (and scripted fx graphs) check their input too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import torch
 __all__ = ["check_input"]
 
 
+def _shape(shape: list[int]) -> str:
+    return "(" + ", ".join([str(d) for d in shape]) + ")"
+
+
 def check_input(
     x: torch.Tensor,
     in_chans: int,
@@ -21,7 +27,8 @@ def check_input(
     reduction: int = 1,
     feature_size: Optional[tuple[int, int]] = None,
 ) -> torch.Tensor:
-    """Return `x` unchanged if a model can take it, else raise a `ValueError` that says why.
+    """Return `x` unchanged if a model can take it, else raise an error that says why: a
+    `TypeError` for a non-floating dtype, a `ValueError` for a wrong shape.
 
     Args:
         x: the batch, expected ``(N, in_chans, H, W)``.
@@ -40,27 +47,32 @@ def check_input(
         want = f"(N, {in_chans}, {feature_size[0] * reduction}, {feature_size[1] * reduction})"
     else:
         want = f"(N, {in_chans}, H, W) with H, W >= {reduction}"
+    if not torch.is_floating_point(x):
+        hint = (" (uint8 images: convert with x.float() / 255 and normalise with the model's "
+                "pretrained_cfg['mean'] and ['std'])") if x.dtype == torch.uint8 else ": convert it with x.float()"
+        raise TypeError(f"{model_name} expects a floating-point batch, got dtype {x.dtype}{hint}")
     if x.dim() != 4:
         raise ValueError(
             f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "
-            f"{tuple(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
+            f"{_shape(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
         )
-    n, c, h, w = x.shape
+    shape = _shape(x.shape)
+    c, h, w = x.size(1), x.size(2), x.size(3)
     if c != in_chans:
         raise ValueError(
-            f"{model_name} expects input of shape {want}, got {tuple(x.shape)}: "
+            f"{model_name} expects input of shape {want}, got {shape}: "
             f"{c} channel{'s' if c != 1 else ''} instead of {in_chans}. "
             f"Create the model with in_chans={c}, or convert the images."
         )
     if feature_size is not None:
-        if (h // reduction, w // reduction) != tuple(feature_size):
+        if h // reduction != feature_size[0] or w // reduction != feature_size[1]:
             raise ValueError(
                 f"{model_name} has a fixed classifier head built for {feature_size[0]}x{feature_size[1]} feature "
-                f"maps, so it expects input of shape {want}; got {tuple(x.shape)}. Resize or pad the images to "
+                f"maps, so it expects input of shape {want}; got {shape}. Resize or pad the images to "
                 f"{feature_size[0] * reduction}x{feature_size[1] * reduction}, or use a model with global pooling."
             )
     elif h < reduction or w < reduction:
         raise ValueError(
-            f"{model_name} down-samples by {reduction}, so it expects input of shape {want}; got {tuple(x.shape)}"
+            f"{model_name} down-samples by {reduction}, so it expects input of shape {want}; got {shape}"
         )
     return x

@@ -1,5 +1,7 @@
-"""The model families. Importing this package registers every entry point."""
+"""The model families. Importing this package registers every entry point (in cifarnets and,
+as ``cifarnets_<name>``, in timm)."""
 
+from . import _timm  # noqa: F401  (first: its hook registers each family's models with timm)
 from ._base import CifarNet
 from ._registry import ModelCfg, register_model
 from .alexnet import AlexNetCifar

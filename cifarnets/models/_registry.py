@@ -3,8 +3,8 @@
 A registry is a few dicts and a decorator (as in timm's ``_registry.py``). Model files
 decorate their entry points with `register_model`; the metadata for an entry point comes
 from the ``default_cfgs`` dict of its module, keyed by the entry point's name. The public
-API on top of this (`create`, `list_models`, `model_info`, the timm bridge) lives in
-`cifarnets.registry`, one layer up.
+API on top of this (`create`, `list_models`, `model_info`) lives in `cifarnets.registry`,
+one layer up; the timm names are registered by `cifarnets.models._timm`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch.nn as nn
 
-__all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_STD_SEED000", "ModelCfg", "register_model",
-    "add_registration_hook", "entrypoints", "model_cfgs",
-]
+from ..layers.presets import get_normalization
 
-# SPEC §2: seed 000 and the coursework framework use the widely copied std; seed 004 the true one.
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD_SEED000 = (0.2023, 0.1994, 0.2010)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+__all__ = ["ModelCfg", "TIMM_PREFIX", "register_model", "add_registration_hook", "entrypoints", "model_cfgs"]
+
+# The zoo's names in timm's registry: ``timm.create_model("cifarnets_vgg38")``. The prefix
+# keeps timm's own ``resnet18`` and ``vgg16`` untouched.
+TIMM_PREFIX = "cifarnets_"
 
 
 @dataclass(frozen=True)
@@ -35,33 +33,54 @@ class ModelCfg:
         family: model family, e.g. ``"coursework_vgg"``.
         summary: the published configuration in a few words, for tables.
         source: the report (and section/table) the network reproduces.
+        paper_name: the report's title (timm's ``paper_name``).
         num_classes: classes of the published network.
         dataset: the data set it was published on.
         input_size: ``(C, H, W)`` the network was published for.
         fixed_input_size: True when a fixed classifier head only accepts `input_size`.
-        mean, std: normalisation of the published training recipe.
+        norm: the normalisation preset (a key of `cifarnets.layers.NORMALIZATION`, the one
+            table the data loaders use too); `mean` and `std` are read from it.
+        pool_size: ``(h, w)`` of the last feature map at `input_size` (timm's ``pool_size``).
+        min_input_size: the smallest ``(C, H, W)`` the network takes.
         first_conv, classifier: parameter-name prefixes of the first conv and the
             classifier (timm's convention, used to adapt in_chans / num_classes).
         defaults: the keyword values that make the published network, e.g.
             ``{"bn": True, "rc": True}``; `create` applies them under the user's keywords.
         published_params: the parameter count the report prints, when it prints one.
         notes: anything a user must know, e.g. a discrepancy in the report.
+        paper_ids: arXiv ids of the papers behind the network, when they have one.
     """
 
     family: str
     source: str
     summary: str = ""
+    paper_name: Optional[str] = None
     num_classes: int = 10
     dataset: str = "cifar10"
     input_size: tuple[int, int, int] = (3, 32, 32)
     fixed_input_size: bool = False
-    mean: tuple[float, ...] = CIFAR10_MEAN
-    std: tuple[float, ...] = CIFAR10_STD
-    first_conv: str = "stem.conv"
-    classifier: str = "head.fc"
+    norm: str = "cifar10"
+    pool_size: Optional[tuple[int, int]] = None
+    min_input_size: Optional[tuple[int, int, int]] = None
+    first_conv: Optional[str] = "stem.conv"
+    classifier: Optional[str] = "head.fc"
     defaults: dict[str, Any] = field(default_factory=dict)
     published_params: Optional[int] = None
     notes: str = ""
+    paper_ids: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        get_normalization(self.norm)  # an unknown preset fails at registration, not at first use
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the `norm` preset."""
+        return get_normalization(self.norm).mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel std of the `norm` preset."""
+        return get_normalization(self.norm).std
 
     def replace(self, **changes: Any) -> "ModelCfg":
         """A copy with `changes` applied."""
@@ -82,7 +101,7 @@ def register_model(fn: _Fn) -> _Fn:
     `ModelCfg` is ``default_cfgs[fn.__name__]`` of the function's module when that exists
     (the convention of the built-in families), otherwise a generic CIFAR-10 one.
     Registering a name twice is an error, so a user model can never silently replace a
-    published one.
+    published one. The model also becomes ``timm.create_model("cifarnets_<name>")``.
 
     Example:
         >>> import torch.nn as nn, cifarnets
@@ -99,7 +118,8 @@ def register_model(fn: _Fn) -> _Fn:
             f"choose another function name"
         )
     module_cfgs = getattr(sys.modules.get(fn.__module__), "default_cfgs", {})
-    cfg = module_cfgs.get(name) or ModelCfg(family="user", source=f"{fn.__module__}.{name}")
+    cfg = module_cfgs.get(name) or ModelCfg(family="user", source=f"{fn.__module__}.{name}", first_conv=None,
+                                            classifier=None)
     _ENTRYPOINTS[name] = fn
     _CFGS[name] = cfg
     for hook in _REGISTRATION_HOOKS:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._builder import build_model
-from ._registry import CIFAR10_MEAN, CIFAR10_STD, ModelCfg, register_model
-from .vgg import VGG, VGGConfig
+from ._registry import ModelCfg, register_model
+from .vgg import SEED004_TITLE, VGG, VGGConfig
 
 __all__ = ["AlexNetCifar"]
 
@@ -36,7 +36,7 @@ ALEXNET_CIFAR = VGGConfig((64, "M", 192, "M", 384, 256, 256, "M"), hidden=(4096,
 default_cfgs = {
     "alexnet_cifar": ModelCfg(
         family="alexnet", source="seed 004 (§2.1, Tables 1, 2, 5)", summary="5 conv (3x3) + 3 FC",
-        mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        paper_name=SEED004_TITLE, norm="cifar10", pool_size=(4, 4),
         fixed_input_size=True, first_conv="features.conv1", classifier="head.fc", published_params=23_238_474,
         notes="Seed 004: 87.81 % CIFAR-10 test accuracy after 40 epochs. Its printed receptive-field table uses "
               "the jump after each pool; the corrected sizes are 3, 4, 8, 10, 18, 26, 34, 38 (SPEC §3).",
@@ -48,4 +48,4 @@ default_cfgs = {
 def alexnet_cifar(pretrained: bool = False, **kwargs: Any) -> AlexNetCifar:
     """AlexNet for CIFAR-10 (seed 004 §2.1): 23,238,474 parameters."""
     cfg = default_cfgs["alexnet_cifar"]
-    return build_model(AlexNetCifar, "alexnet_cifar", cfg, pretrained, ALEXNET_CIFAR, **kwargs)
+    return build_model(AlexNetCifar, ALEXNET_CIFAR, "alexnet_cifar", cfg, pretrained, **kwargs)

@@ -31,28 +31,24 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
-import torch.fx
 import torch.nn as nn
+from timm.layers import DropPath
 
 from ..layers import (
     SHORTCUTS,
     ActLayer,
-    ClassifierHead,
     NormLayer,
-    check_input,
     create_norm,
     create_shortcut,
     get_act_layer,
     get_norm_layer,
     init_weights,
 )
-from ._base import CifarNet
+from ._base import CifarNet, check_count, check_rate, conv_norm_act_stem, with_bn_args
 from ._builder import build_model
-from ._registry import CIFAR10_MEAN, CIFAR10_STD_SEED000, ModelCfg, register_model
+from ._registry import ModelCfg, register_model
 
 __all__ = ["CourseworkVGG", "CourseworkVGGConfig", "ProcessingBlock", "ReductionBlock"]
-
-torch.fx.wrap("check_input")
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,11 @@ def _conv3x3(in_chs: int, out_chs: int, bias: bool) -> nn.Conv2d:
 
 
 class ProcessingBlock(nn.Module):
-    """conv → [BN] → act → conv → [BN] → (+ x) → act, at constant width and size."""
+    """conv → [BN] → act → conv → [BN] → (+ x) → act, at constant width and size.
+
+    With `drop_path` > 0 (and `residual`) the residual branch is dropped per sample
+    (stochastic depth, timm's ``drop_path_rate``).
+    """
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class ProcessingBlock(nn.Module):
         norm_layer: Optional[Callable[[int], nn.Module]],
         act_layer: Callable[[], nn.Module],
         residual: bool,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(width, width, bias=False)
@@ -92,11 +93,14 @@ class ProcessingBlock(nn.Module):
         self.norm2 = create_norm(norm_layer, width)
         self.act2 = act_layer()
         self.residual = residual
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         if self.residual:
+            if self.drop_path is not None:
+                out = self.drop_path(out)
             out = out + x
         return self.act2(out)
 
@@ -113,6 +117,7 @@ class ReductionBlock(nn.Module):
         norm_layer: Optional[Callable[[int], nn.Module]],
         act_layer: Callable[[], nn.Module],
         shortcut: str,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(width, width, bias=True)
@@ -123,11 +128,14 @@ class ReductionBlock(nn.Module):
         self.norm2 = create_norm(norm_layer, width)
         self.shortcut = create_shortcut(shortcut, width, width, stride=2, norm_layer=norm_layer)
         self.act2 = act_layer()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.shortcut is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pool(self.act1(self.norm1(self.conv1(x))))
         out = self.norm2(self.conv2(out))
         if self.shortcut is not None:
+            if self.drop_path is not None:
+                out = self.drop_path(out)
             out = out + self.shortcut(x)
         return self.act2(out)
 
@@ -137,7 +145,7 @@ class CourseworkVGG(CifarNet):
 
     Args:
         arch: stages, blocks per stage and the report's reduction shortcut (positional).
-        num_classes: classifier outputs (the reports: 100, CIFAR-100).
+        num_classes: classifier outputs (the reports: 100, CIFAR-100); 0 for no classifier.
         in_chans: input channels.
         width: filters of every convolution (the reports: 32).
         bn: batch norm after every block convolution (the entry BN is always there).
@@ -151,6 +159,13 @@ class CourseworkVGG(CifarNet):
             which no report did.
         init: ``"default"`` keeps PyTorch's initialisation (needed to reproduce the
             vanishing gradients); ``"kaiming"``, ``"xavier"``, ``"orthogonal"``.
+        global_pool: ``"avg"`` (the reports), ``"max"``, or ``""`` for unpooled maps
+            (with ``num_classes=0``).
+        drop_rate: dropout before the classifier (the reports: none).
+        drop_path_rate: stochastic depth of the residual branches, rising linearly over the
+            blocks to this value; needs ``rc=True`` (a plain net has no residual path).
+        drop_block_rate: not supported (0 or None only).
+        bn_momentum, bn_eps: momentum and eps of every norm layer (PyTorch's by default).
 
     Example:
         >>> net = CourseworkVGG(CourseworkVGGConfig(stages=4, blocks=2), bn=True, rc=True)
@@ -172,10 +187,19 @@ class CourseworkVGG(CifarNet):
         act: ActLayer = "leaky_relu",
         norm_layer: NormLayer = "batchnorm",
         init: str = "default",
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        drop_path_rate: Optional[float] = None,
+        drop_block_rate: Optional[float] = None,
+        bn_momentum: Optional[float] = None,
+        bn_eps: Optional[float] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, global_pool=global_pool)
+        name = type(self).__name__
         if arch.stages < 1 or arch.blocks < 0:
             raise ValueError(f"a coursework VGG needs stages >= 1 and blocks >= 0, got {arch}")
+        check_count("width", width, 1, "pass the filters per convolution as a whole number, e.g. width=32 "
+                    "(the reports')")
         if shortcut is not None and shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r}; use one of {list(SHORTCUTS)}")
         if shortcut not in (None, "none") and not rc:
@@ -183,7 +207,7 @@ class CourseworkVGG(CifarNet):
                 f"shortcut={shortcut!r} is a residual connection across the reduction blocks, but rc=False; "
                 f"pass rc=True to use it, or drop shortcut="
             )
-        norm = get_norm_layer(norm_layer)
+        norm = with_bn_args(get_norm_layer(norm_layer), bn_momentum, bn_eps, name)
         if bn and norm is None:
             raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
         if shortcut is None:
@@ -194,44 +218,46 @@ class CourseworkVGG(CifarNet):
                 "chosen (shortcut='avgpool', 'zeropad' or 'projection')",
                 stacklevel=3,
             )
+        residual_blocks = arch.stages * (arch.blocks if rc else 0) + (arch.stages if shortcut != "none" else 0)
+        dpr = check_rate("drop_path_rate", drop_path_rate, name, supported=residual_blocks > 0,
+                         why="without rc=True (or a reduction shortcut) it has no residual path to drop")
+        check_rate("drop_block_rate", drop_block_rate, name, supported=False, why="DropBlock is not implemented")
         act_layer = get_act_layer(act)
         block_norm = norm if bn else None
 
         self.arch = arch
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         self.bn, self.rc, self.shortcut = bn, rc, shortcut
-        self.num_features = self.head_hidden_size = width
-        self.reduction = 2 ** arch.stages
 
-        self.stem = nn.Sequential(OrderedDict(
-            conv=_conv3x3(in_chans, width, bias=False),
-            norm=create_norm(norm, width),
-            act=act_layer(),
-        ))
+        self.stem = conv_norm_act_stem(self.in_chans, width, norm, act_layer)
+        self.add_level(width, 1, "stem.act")
+        per_stage = arch.blocks + 1
+        total = arch.stages * per_stage
         stages = []
-        for _ in range(arch.stages):
+        for s in range(arch.stages):
+            rates = [dpr * (s * per_stage + b) / max(total - 1, 1) for b in range(per_stage)]
             blocks: OrderedDict[str, nn.Module] = OrderedDict(
-                (f"block{b}", ProcessingBlock(width, block_norm, act_layer, residual=rc)) for b in range(arch.blocks)
+                (f"block{b}", ProcessingBlock(width, block_norm, act_layer, residual=rc, drop_path=rates[b]))
+                for b in range(arch.blocks)
             )
-            blocks["reduction"] = ReductionBlock(width, block_norm, act_layer, shortcut=shortcut)
+            blocks["reduction"] = ReductionBlock(width, block_norm, act_layer, shortcut=shortcut, drop_path=rates[-1])
             stages.append(nn.Sequential(blocks))
+            self.add_level(width, 2 ** (s + 1), f"stages.{s}")
         self.stages = nn.Sequential(*stages)
-        self.head = ClassifierHead(width, num_classes, global_pool=True)
+        self.init_head(width)
         init_weights(self, init)
+
+    @classmethod
+    def feature_levels(cls, arch: CourseworkVGGConfig) -> int:
+        return arch.stages + 1  # the stem and each stage
 
     @property
     def depth(self) -> int:
         """Weighted layers as the reports count them, 2 + S(2B + 2)."""
         return self.arch.depth
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_input(x, self.in_chans, self.model_name, self.reduction)
-        return self.stages(self.stem(x))
-
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    return build_model(CourseworkVGG, variant, default_cfgs[variant], pretrained, _ARCHS[variant], **kwargs)
+    return build_model(CourseworkVGG, _ARCHS[variant], variant, default_cfgs[variant], pretrained, **kwargs)
 
 
 _ARCHS = {
@@ -243,11 +269,21 @@ _ARCHS = {
 }
 
 
+_TITLES = {
+    "001": "Combating the Vanishing Gradient Problem in Deep CNNs: A Study of VGG38 with Batch Normalization "
+           "and Residual Connections",
+    "003": "MLP Coursework 2: Investigating the Optimization of Convolutional Networks",
+}
+
+
 def _cfg(source: str, summary: str, published_params: int, notes: str = "", **defaults: Any) -> ModelCfg:
-    # The coursework framework normalises CIFAR-100 with the CIFAR-10 statistics of seed 000.
+    # The reports train on CIFAR-100 and do not print their normalisation; the card names
+    # the CIFAR-100 preset, the one the data loaders apply to CIFAR-100 by default.
     return ModelCfg(
         family="coursework_vgg", source=source, summary=summary, num_classes=100, dataset="cifar100",
-        mean=CIFAR10_MEAN, std=CIFAR10_STD_SEED000, first_conv="stem.conv", classifier="head.fc",
+        paper_name=_TITLES["003" if "seed 003" in source else "001"],
+        norm="cifar100",
+        first_conv="stem.conv", classifier="head.fc",
         defaults=defaults, published_params=published_params, notes=notes,
     )
 
@@ -281,6 +317,13 @@ default_cfgs = {
         "weighted layers, not 106 (4 x 12 would give 106). This is the published configuration.",
         bn=True, rc=True,
     ),
+}
+
+
+# timm's pool_size (the last feature map of a 32x32 input) and the smallest input, per network.
+default_cfgs = {
+    name: cfg.replace(pool_size=(32 >> _ARCHS[name].stages,) * 2, min_input_size=(3, *(2 ** _ARCHS[name].stages,) * 2))
+    for name, cfg in default_cfgs.items()
 }
 
 

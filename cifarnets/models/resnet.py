@@ -17,32 +17,27 @@ global-average-pool linear classifier.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
 import torch
-import torch.fx
 import torch.nn as nn
+from timm.layers import DropPath
 
 from ..layers import (
     ActLayer,
-    ClassifierHead,
     NormLayer,
-    check_input,
     create_norm,
     create_shortcut,
     get_act_layer,
     get_norm_layer,
     init_weights,
 )
-from ._base import CifarNet
+from ._base import CifarNet, check_rate, conv_norm_act_stem, with_bn_args
 from ._builder import build_model
-from ._registry import CIFAR10_MEAN, CIFAR10_STD, CIFAR10_STD_SEED000, ModelCfg, register_model
+from ._registry import ModelCfg, register_model
 
 __all__ = ["BasicBlock", "CifarResNet", "ResNetConfig"]
-
-torch.fx.wrap("check_input")
 
 _RESNET_SHORTCUTS = ("zeropad", "projection")
 
@@ -56,6 +51,10 @@ class ResNetConfig:
     blocks: tuple[int, ...]
     strides: tuple[int, ...]
 
+    @classmethod
+    def feature_levels(cls, arch: ResNetConfig) -> int:
+        return len(arch.widths) + 1  # the stem and each stage
+
     @property
     def depth(self) -> int:
         """Weighted layers: stem, two per block, classifier (projections not counted)."""
@@ -67,7 +66,10 @@ def _conv3x3(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
 
 
 class BasicBlock(nn.Module):
-    """conv3x3(stride) → BN → act → conv3x3 → BN → + shortcut(x) → act (He et al. 2016 Fig. 2)."""
+    """conv3x3(stride) → BN → act → conv3x3 → BN → + shortcut(x) → act (He et al. 2016 Fig. 2).
+
+    With `drop_path` > 0 the residual branch is dropped per sample (stochastic depth).
+    """
 
     def __init__(
         self,
@@ -77,6 +79,7 @@ class BasicBlock(nn.Module):
         norm_layer: Optional[Callable[[int], nn.Module]],
         act_layer: Callable[[], nn.Module],
         shortcut: str,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(in_chs, out_chs, stride)
@@ -87,10 +90,13 @@ class BasicBlock(nn.Module):
         # "zeropad" and "projection" always give a module: a ResNet block always has its skip.
         self.shortcut = cast(nn.Module, create_shortcut(shortcut, in_chs, out_chs, stride, norm_layer))
         self.act2 = act_layer()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return self.act2(out + self.shortcut(x))
 
 
@@ -99,13 +105,21 @@ class CifarResNet(CifarNet):
 
     Args:
         arch: the stage layout (positional).
-        num_classes, in_chans: classifier outputs and input channels.
+        num_classes, in_chans: classifier outputs (0: none) and input channels.
         shortcut: where a block changes shape, ``"zeropad"`` (option A) or ``"projection"``
             (option B: 1x1 strided conv + norm).
         norm_layer: normalisation after every conv, e.g. `cifarnets.DetachedBatchNorm2d`
             (seed 000's experiment); ``None`` for none.
+        bn: ``False`` is ``norm_layer=None`` (a ResNet without normalisation); ``True`` or
+            ``None`` keep `norm_layer` (batch norm by default). ``bn=True`` with
+            ``norm_layer=None`` is a contradiction and raises.
         act: activation name or class.
         init: ``"default"`` (PyTorch's) or ``"kaiming"``, ``"xavier"``, ``"orthogonal"``.
+        global_pool: ``"avg"`` (the papers), ``"max"``, or ``""`` (unpooled, with ``num_classes=0``).
+        drop_rate: dropout before the classifier (the papers: none).
+        drop_path_rate: stochastic depth of the residual branches, rising linearly to this value.
+        drop_block_rate: not supported (0 or None only).
+        bn_momentum, bn_eps: momentum and eps of every norm layer.
 
     Example:
         >>> net = CifarResNet(ResNetConfig(16, (16, 32, 64), (1, 1, 1), (1, 2, 2)), num_classes=10)
@@ -122,54 +136,61 @@ class CifarResNet(CifarNet):
         in_chans: int = 3,
         shortcut: str = "zeropad",
         norm_layer: NormLayer = "batchnorm",
+        bn: Optional[bool] = None,
         act: ActLayer = "relu",
         init: str = "default",
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        drop_path_rate: Optional[float] = None,
+        drop_block_rate: Optional[float] = None,
+        bn_momentum: Optional[float] = None,
+        bn_eps: Optional[float] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, global_pool=global_pool)
+        name = type(self).__name__
         if shortcut not in _RESNET_SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r} for a ResNet; use one of {list(_RESNET_SHORTCUTS)}")
         if not len(arch.widths) == len(arch.blocks) == len(arch.strides):
             raise ValueError(f"widths, blocks and strides need one entry per stage: {arch}")
-        norm = get_norm_layer(norm_layer)
+        if bn and norm_layer is None:
+            raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
+        norm = with_bn_args(get_norm_layer(None if bn is False else norm_layer), bn_momentum, bn_eps, name)
+        dpr = check_rate("drop_path_rate", drop_path_rate, name)
+        check_rate("drop_block_rate", drop_block_rate, name, supported=False, why="DropBlock is not implemented")
         act_layer = get_act_layer(act)
         self.arch = arch
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         self.shortcut = shortcut
-        self.num_features = self.head_hidden_size = arch.widths[-1]
-        self.reduction = 1
-        for s in arch.strides:
-            self.reduction *= s
 
-        self.stem = nn.Sequential(OrderedDict(
-            conv=_conv3x3(in_chans, arch.stem_width),
-            norm=create_norm(norm, arch.stem_width),
-            act=act_layer(),
-        ))
+        self.stem = conv_norm_act_stem(self.in_chans, arch.stem_width, norm, act_layer)
+        self.add_level(arch.stem_width, 1, "stem.act")
+        total, index = sum(arch.blocks), 0
         stages = []
-        in_chs = arch.stem_width
-        for width, depth, stride in zip(arch.widths, arch.blocks, arch.strides):
+        in_chs, reduction = arch.stem_width, 1
+        for s, (width, depth, stride) in enumerate(zip(arch.widths, arch.blocks, arch.strides)):
             blocks = []
             for i in range(depth):
-                blocks.append(BasicBlock(in_chs, width, stride if i == 0 else 1, norm, act_layer, shortcut))
-                in_chs = width
+                rate = dpr * index / max(total - 1, 1)
+                blocks.append(BasicBlock(in_chs, width, stride if i == 0 else 1, norm, act_layer, shortcut, rate))
+                in_chs, index = width, index + 1
             stages.append(nn.Sequential(*blocks))
+            reduction *= stride
+            self.add_level(width, reduction, f"stages.{s}")
         self.stages = nn.Sequential(*stages)
-        self.head = ClassifierHead(in_chs, num_classes, global_pool=True)
+        self.init_head(in_chs)
         init_weights(self, init)
+
+    @classmethod
+    def feature_levels(cls, arch: ResNetConfig) -> int:
+        return len(arch.widths) + 1  # the stem and each stage
 
     @property
     def depth(self) -> int:
         """Weighted layers as the paper counts them (6n + 2 for the CIFAR ResNets)."""
         return self.arch.depth
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_input(x, self.in_chans, self.model_name, self.reduction)
-        return self.stages(self.stem(x))
-
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:
-    return build_model(CifarResNet, variant, default_cfgs[variant], pretrained, _ARCHS[variant], **kwargs)
+    return build_model(CifarResNet, _ARCHS[variant], variant, default_cfgs[variant], pretrained, **kwargs)
 
 
 def _he2016(n: int) -> ResNetConfig:
@@ -190,11 +211,14 @@ def _he2016_cfg(variant: str) -> ModelCfg:
         family="cifar_resnet",
         source="He et al. 2016 (§4.2, Table 6)",
         summary=f"3 stages x {_ARCHS[variant].blocks[0]} BasicBlocks, 16-64 ch, option A shortcuts",
-        mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        paper_name="Deep Residual Learning for Image Recognition", paper_ids="arXiv:1512.03385",
+        norm="cifar10", pool_size=(8, 8), min_input_size=(3, 4, 4),
         defaults={"shortcut": "zeropad", "init": "kaiming"},
         published_params=_HE2016_PARAMS[variant],
         notes="Option A (zero-padded identity) shortcuts as in the paper; shortcut='projection' (option B) adds "
-              "2,752 parameters. He-normal initialisation as in the paper.",
+              "2,752 parameters. He-normal initialisation as in the paper. The paper subtracts the per-pixel mean "
+              "only; the card's "
+              "normalisation is the CIFAR-10 preset.",
     )
 
 
@@ -203,7 +227,8 @@ default_cfgs = {
         family="cifar_resnet",
         source="seed 000 ('ResNet-18 Complete Structure', Tables 1-5)",
         summary="4 stages x 2 BasicBlocks, 64-512 ch, 1x1 projections",
-        mean=CIFAR10_MEAN, std=CIFAR10_STD_SEED000,
+        paper_name="Hyperparameter Tuning and Custom Batch Normalization for ResNet-18 on CIFAR-10",
+        norm="cifar10_seed000", pool_size=(4, 4), min_input_size=(3, 8, 8),
         defaults={"shortcut": "projection"},
         published_params=11_173_962,
         notes="3x3 stem, no max-pool; 1x1 conv + BN projections where the shape changes. Seed 000: 95.10 % "
