@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -29,6 +31,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
+from ._utils import CifarnetsError, atomic_write, fsync_dir, temp_name_for
 from .layers import act_layer_name, norm_layer_name
 from .models._registry import model_cfgs
 from .registry import create
@@ -38,6 +41,14 @@ __all__ = ["RunRecord", "export_run", "model_card", "push_run", "read_run"]
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
+
+
+class ExportError(CifarnetsError, ValueError):
+    """A run folder cannot be exported, or the export's destination cannot be used."""
+
+
+class HubUnreachableError(CifarnetsError, RuntimeError):
+    """The Hugging Face Hub cannot be reached (offline, no token, no permission)."""
 
 
 @dataclass
@@ -68,7 +79,7 @@ def read_run(run_dir: PathLike) -> RunRecord:
     assert isinstance(state, dict)
     name = metadata.get("model") or config.get("model")
     if not name or not config.get("rebuildable", True):
-        raise ValueError(f"{folder.path} trained a model that cifarnets.create cannot rebuild (config.json: "
+        raise ExportError(f"{folder.path} trained a model that cifarnets.create cannot rebuild (config.json: "
                          f"rebuildable={config.get('rebuildable')}); export needs a registered model")
     try:
         history = History.load(folder.path)
@@ -92,7 +103,7 @@ def _json_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         try:
             json.dumps(value)
         except TypeError as err:
-            raise ValueError(f"the run's keyword {key}={value!r} cannot be written to config.json; "
+            raise ExportError(f"the run's keyword {key}={value!r} cannot be written to config.json; "
                              "train with a name (e.g. norm_layer='detached_batchnorm') instead") from err
         out[key] = value
     return out
@@ -177,8 +188,10 @@ def export_run(run_dir: PathLike, out_dir: PathLike, *, curves: bool = True) -> 
     or ``cifarnets.create("local-dir:DIR")`` into exactly the trained architecture.
 
     Example:
-        >>> export_run("runs/vgg38-bn-rc", "hub/vgg38-bn-rc")         # doctest: +SKIP
-        PosixPath('hub/vgg38-bn-rc')
+        export_run("runs/vgg38-bn-rc", "hub/vgg38-bn-rc")   # -> PosixPath('hub/vgg38-bn-rc')
+
+    The folder is written whole or not at all: it is built beside `out_dir` under a temporary
+    name and renamed into place, so an interrupted export leaves no half-written model folder.
     """
     from timm.models import save_for_hf
     from timm.models._hub import generate_readme
@@ -188,18 +201,29 @@ def export_run(run_dir: PathLike, out_dir: PathLike, *, curves: bool = True) -> 
     run = read_run(run_dir)
     model, kwargs = _rebuild(run)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty; choose a new --out folder or remove it")
-    save_for_hf(model, str(out), model_args=kwargs, safe_serialization=True)
-    # Same tensors, plus the run's checkpoint description in the header (cifarnets eval reads it).
-    save_weights(out / "model.safetensors", model.state_dict(), {**run.metadata, "model_kwargs": kwargs})
-    card = model_card(run, model)
-    text = generate_readme(card, out.name or run.model)
-    (out / "README.md").write_text(text, encoding="utf-8")
-    if curves and run.epochs:
-        from . import plots
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} exists and is not an empty folder; choose a new --out folder or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = temp_name_for(out)
+    staging.mkdir()  # like any folder mkdir makes: 0777 less the umask, readable by the group
+    try:
+        save_for_hf(model, str(staging), model_args=kwargs, safe_serialization=True)
+        # Same tensors, plus the run's checkpoint description in the header (cifarnets eval reads it).
+        save_weights(staging / "model.safetensors", model.state_dict(), {**run.metadata, "model_kwargs": kwargs})
+        card = model_card(run, model)
+        atomic_write(staging / "README.md", generate_readme(card, out.name or run.model))
+        if curves and run.epochs:
+            from . import plots
 
-        plots.curves(run.run_dir, out / "curves.png", title=f"{run.model}: {run.run_dir.name}")
+            figure = plots.curves(run.run_dir, title=f"{run.model}: {run.run_dir.name}")
+            plots.save(figure, staging / "curves.png")
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(out.parent)
     return out
 
 
@@ -219,7 +243,7 @@ def push_run(run_dir: PathLike, repo_id: str, *, token: Optional[str] = None, pr
                                   model_card=model_card(run, model), model_args=kwargs,
                                   safe_serialization=True, commit_message=f"cifarnets export of {run.run_dir.name}"))
     except Exception as err:  # huggingface_hub raises its own HTTP / offline / auth errors
-        raise RuntimeError(
+        raise HubUnreachableError(
             f"could not push {run.run_dir} to the Hugging Face Hub repository {repo_id!r} "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). The Hub needs network access "
             f"and a write token (`hf auth login` or HF_TOKEN); offline, write the folder with "

@@ -144,10 +144,21 @@ def check_overlay_hf_hub_and_push(folder, tmp_path, monkeypatch):
     assert remote.bn and remote.rc and all(torch.equal(remote.state_dict()[k], best[k]) for k in best)
 
     with pytest.raises(RuntimeError, match="could not push .* Hugging Face Hub .*hf upload"):
-        from cifarnets.hub import push_run
+        from cifarnets.hub import export_run, push_run
 
         push_run(run, "cifarnets/vgg38-demo")
     assert cli_main(["export", str(run), "--out", str(hub)]) == 2  # not over an existing folder
+
+    # An export that dies half-way leaves neither a half model folder nor its staging folder.
+    from cifarnets import train as train_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_module, "save_weights", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_run(run, folder / "hub" / "broken")
+    assert sorted(p.name for p in (folder / "hub").iterdir()) == ["vgg38-demo"]
 
 
 def test_torch_hub_exposes_every_registered_model():

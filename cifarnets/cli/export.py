@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import UsageError
+
 __all__ = ["register"]
 
 
@@ -25,7 +27,7 @@ def _export(args: argparse.Namespace) -> int:
     from ..hub import export_run, push_run
 
     if not args.out and not args.push_to_hub:
-        raise ValueError("say where the model goes: --out DIR and/or --push-to-hub REPO")
+        raise UsageError("say where the model goes: --out DIR and/or --push-to-hub REPO")
     if args.out:
         out = export_run(args.run_dir, args.out)
         print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
