@@ -19,7 +19,7 @@ numbers beside the report's published ones.
     ... rc = [false, true]
     ... ''')
     >>> [c.name for c in grid.cells]
-    ['no-bn_no-rc', 'no-bn_rc', 'bn_no-rc', 'bn_rc']
+    ['vgg38_no-bn_no-rc', 'vgg38_no-bn_rc', 'vgg38_bn_no-rc', 'vgg38_bn_rc']
 
 ``cifarnets sweep GRID --out DIR`` is the command line; docs/sweeps.md has the details.
 """

@@ -66,6 +66,8 @@ MODEL_KEYS = {
     "bn": "bn", "rc": "rc", "shortcut": "shortcut", "act": "act", "norm": "norm_layer", "width": "width",
     "init": "init", "num_classes": "num_classes", "in_chans": "in_chans", "drop_rate": "drop_rate",
 }
+_MODEL_TYPES = {"bn": bool, "rc": bool, "shortcut": str, "act": str, "norm": str, "width": int, "init": str,
+                "num_classes": int, "in_chans": int, "drop_rate": float}
 # load_dataset keywords (``dataset`` -> name, ``split_seed`` -> seed, ``data_norm`` -> norm), plus
 # the two a small (budget) grid needs: a stratified test subset, and the synthetic set's sizes.
 DATA_KEYS = ("dataset", "data_dir", "download", "split", "split_seed", "limit", "data_norm", "test_limit",
@@ -82,6 +84,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 class GridError(ValueError):
     """A grid file that cannot run: unknown keys, bad values, clashing cell names. Names each problem."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 def _train_fields() -> dict[str, Any]:
@@ -176,7 +182,7 @@ def load_grid(path: PathLike) -> Grid:
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "g.toml"
         >>> _ = p.write_text('[base]\\nmodel = "vgg08"\\ndataset = "synthetic"\\n[axes]\\nlr = [1e-3, 1e-2]\\n')
         >>> [c.name for c in load_grid(p).cells]
-        ['lr-0.001', 'lr-0.01']
+        ['vgg08_lr-0.001', 'vgg08_lr-0.01']
     """
     path = Path(path)
     if not path.is_file():
@@ -241,7 +247,7 @@ def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
         try:
             cells.append(_make_cell(settings, own_keys))
         except GridError as err:
-            for message in str(err).split("; "):
+            for message in err.problems:
                 by_problem.setdefault(message, []).append(origin)
     for message, origins in by_problem.items():
         where_in = origins[0] if len(origins) == 1 else f"{len(origins)} cells ({origins[0]}, ...)"
@@ -309,6 +315,10 @@ def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
         if key == "model" or key in META_KEYS:
             continue
         if key in MODEL_KEYS:
+            message = _check_type(key, value, _MODEL_TYPES[key])
+            if message:
+                problems.append(message)
+                continue
             model_kwargs[MODEL_KEYS[key]] = None if key == "norm" and str(value).lower() == "none" else value
         elif key in DATA_KEYS:
             data[key] = value
@@ -351,6 +361,8 @@ def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
             problems.append(f"{key} must be a string")
     if "prose_only" in settings and not isinstance(settings["prose_only"], bool):
         problems.append("prose_only must be true or false")
+    if not problems and model_kwargs:
+        problems += _check_model_values(model, model_kwargs)
     if not problems:
         from ..train import TrainConfig
 
@@ -359,7 +371,7 @@ def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
         except (ValueError, TypeError) as err:
             problems.append(str(err))
     if problems:
-        raise GridError("; ".join(problems))
+        raise GridError("; ".join(problems), problems)
     name = settings.get("name") or cell_name(settings, own_keys)
     if not _NAME_RE.match(name) or name.startswith("_"):
         raise GridError(f"cell name {name!r} is not a usable folder name (letters, digits, . _ + = -; not starting "
@@ -368,6 +380,23 @@ def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
                 data=data, train=train, settings={k: v for k, v in settings.items() if k != "published"},
                 published=dict(published), group=str(settings.get("group", "")), note=str(settings.get("note", "")),
                 prose_only=bool(settings.get("prose_only", False)))
+
+
+def _check_model_values(model: str, model_kwargs: Mapping[str, Any]) -> list[str]:
+    """Build the model on the meta device (no memory, no initialisation): bad flag values fail here."""
+    import torch
+
+    from ..registry import create
+
+    import warnings
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            create(model, **model_kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        return [f"{model} with {', '.join(f'{k}={v!r}' for k, v in model_kwargs.items())}: {err}"]
+    return []
 
 
 def _check_type(key: str, value: Any, hint: Any) -> Optional[str]:
@@ -437,29 +466,29 @@ def _value_text(value: Any) -> str:
         return format(value, "g")
     if isinstance(value, (list, tuple)):
         return "-".join(_value_text(v) for v in value)
-    return re.sub(r"[^A-Za-z0-9.+]+", "-", str(value)).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9._+]+", "-", str(value)).strip("-") or "x"
 
 
 def cell_name(settings: Mapping[str, Any], keys: Sequence[str]) -> str:
     """The folder name of a cell from the settings that set it apart (`keys`, in grid order).
 
-    ``model`` is written bare, a true flag as its key, a false one as ``no-KEY``, others as
+    The model comes first, then a true flag as its key, a false one as ``no-KEY``, others as
     ``KEY-VALUE``; the base settings every cell shares are left out.
 
     Example:
-        >>> cell_name({"model": "vgg38", "bn": True, "rc": False, "lr": 0.01}, ["model", "bn", "rc", "lr"])
+        >>> cell_name({"model": "vgg38", "bn": True, "rc": False, "lr": 0.01}, ["bn", "rc", "lr"])
         'vgg38_bn_no-rc_lr-0.01'
     """
-    parts = []
+    parts = [_value_text(settings.get("model", "run"))]
     for key in keys:
         value = settings[key]
         if key == "model":
-            parts.append(_value_text(value))
-        elif isinstance(value, bool):
+            continue
+        if isinstance(value, bool):
             parts.append(key if value else f"no-{key}")
         else:
             parts.append(f"{key}-{_value_text(value)}")
-    name = "_".join(parts) or _value_text(settings.get("model", "run"))
+    name = "_".join(parts)
     if len(name) > 100:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[:90]}_{digest}"

@@ -133,7 +133,7 @@ def run_ray(cells: Sequence[Cell], sweep_dir: Path, *, grid: Grid, runtime: Mapp
             run_config=tune.RunConfig(
                 name="tune", storage_path=str((sweep_dir / "_tune").resolve()), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=retries)))
-        results = tuner.fit()
+        results = _fit_quietly(tuner)
         names = []
         for result in results:
             metrics = result.metrics or {}
@@ -152,6 +152,21 @@ def run_ray(cells: Sequence[Cell], sweep_dir: Path, *, grid: Grid, runtime: Mapp
             progress(outcome.status, cell, outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def _fit_quietly(tuner: Any) -> Any:
+    """``tuner.fit()`` without Tune's console tables (the library does not print; the CLI reports per cell)."""
+    import os
+
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy reporter honours verbose=0
+    try:
+        return tuner.fit()
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
 def _outcome_from_disk(sweep_dir: Path, cell: Cell, *, stopped_possible: bool) -> CellOutcome:

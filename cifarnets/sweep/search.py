@@ -45,7 +45,7 @@ class SearchSpace:
         values = {k: (float(v) if isinstance(v, float) else v) for k, v in values.items()}
         settings = {**grid.base, **values}
         prefix = f"trial-{index:03d}" if isinstance(index, int) else f"trial-{index}"
-        name = f"{prefix}_{cell_name(values, list(values))}"
+        name = f"{prefix}_{cell_name(settings, list(values))}"
         return _make_cell({**settings, "name": name}, list(values))
 
     def cell_from_status(self, sweep_dir: Path, grid: Grid, name: str) -> Cell:
