@@ -56,7 +56,7 @@ def test_command_line_short_names_map_to_train_config_fields():
     ("bacth_size = 3\n", "unknown key 'bacth_size' (did you mean 'batch_size'?)"),
     ('lr = "fast"\n', "lr must be a number"),
     ("batch_size = 0\n", "batch_size must be a positive integer"),
-    ('opt = "rmsprop"\n', "optimizer must be one of"),
+    ('opt = "rmsprop"\n', "opt must be one of 'sgd', 'adam', 'adamw'"),
     ("bn = 1\n", "bn must be true or false"),
     ('act = "nope"\n', "unknown act 'nope'"),
     ('out_dir = "x"\n', "'out_dir' cannot be set in a grid"),
@@ -102,7 +102,8 @@ def test_the_same_mistake_in_every_cell_is_reported_once():
 
 def test_cell_name_reads_the_settings():
     assert cell_name({"model": "vgg38", "bn": True, "rc": False}, ["bn", "rc"]) == "vgg38_bn_no-rc"
-    assert cell_name({"model": "resnet18", "norm": "detached_batchnorm"}, ["norm"]) == "resnet18_norm-detached_batchnorm"
+    name = cell_name({"model": "resnet18", "norm": "detached_batchnorm"}, ["norm"])
+    assert name == "resnet18_norm-detached_batchnorm"
     long = cell_name({"model": "vgg38", **{f"k{i}": 1.5 for i in range(40)}}, [f"k{i}" for i in range(40)])
     assert len(long) <= 100
 

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import sweep_helpers
 import torch
 from safetensors.torch import load_file
 
-import sweep_helpers
 from cifarnets.cli import main
 from cifarnets.sweep import cell_status, load_grid, run, sweep_table
 from cifarnets.train import History
@@ -66,7 +66,8 @@ def sequential(tmp_path_factory):
     """The 4-cell grid, one cell after another in this process."""
     folder = tmp_path_factory.mktemp("sequential")
     events = []
-    result = run(write_grid(folder), folder / "out", progress=lambda kind, cell, outcome: events.append((kind, cell.name)))
+    result = run(write_grid(folder), folder / "out",
+                 progress=lambda kind, cell, outcome: events.append((kind, cell.name)))
     return folder / "out", result, events
 
 
@@ -78,7 +79,7 @@ def test_a_four_cell_grid_completes_into_run_folders(sequential):
         history = History.load(out / name)
         assert len(history.epochs) == 2 and history.test["n"] == 100
         assert cell_status(out, name)["status"] == "done"
-    assert History.load(out / "vgg08_bn_lr-0.01").model_kwargs == {"bn": True}
+    assert History.load(out / "vgg08_bn_lr-0.01").model_kwargs == {"width": 4, "bn": True}
     assert History.load(out / "vgg08_bn_lr-0.01").config["lr"] == 0.01
     assert (out / "grid.toml").read_text() == GRID
     assert [kind for kind, _ in events] == ["start", "done"] * 4
@@ -166,7 +167,8 @@ def test_plot_shows_published_beside_final_and_best(sequential, tmp_path, capsys
 
 
 def test_cli_sweep_runs_and_reports(tmp_path, capsys):
-    grid = write_grid(tmp_path, GRID.replace("epochs = 2", "epochs = 1").replace("lr = [3e-3, 1e-2]", "lr = [3e-3]"))
+    text = GRID.replace("epochs = 2", "epochs = 1").replace("lr = [3e-3, 1e-2]", "lr = [3e-3]")
+    grid = write_grid(tmp_path, text[:text.index("[[published]]")])
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--only", "no-bn"]) == 0
     printed = capsys.readouterr().out
     assert "done     vgg08_no-bn_lr-0.003" in printed and "1 done" in printed

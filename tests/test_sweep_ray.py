@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import ray  # the sweep extra, which the test extra includes
 import ray.cloudpickle
-
 import sweep_helpers
-from cifarnets.sweep import cell_status, run
 from test_sweep_local import CELLS, same_run, write_grid
+
+from cifarnets.sweep import cell_status, run
 
 # Keep these tests in one pytest-xdist worker, so they share one Ray.
 pytestmark = pytest.mark.xdist_group("ray")

@@ -54,7 +54,7 @@ def _check_folder(grid: Grid, cells: Sequence[Cell], out: Path) -> None:
             problems.append(f"{run_dir}: {why}")
     if problems:
         raise GridError("the sweep folder already holds runs with other settings, which the grid would mix with its "
-                        "own: " + "; ".join(problems) + f". Use another --out, or move those folders away.")
+                        "own: " + "; ".join(problems) + ". Use another --out, or move those folders away.")
 
 
 def _prepare_data(cells: Sequence[Cell]) -> None:
@@ -179,7 +179,9 @@ def run(
             todo.append(cell)
 
     started = time.time()
-    if engine == "local":
+    if not todo and space is None:
+        done: list[CellOutcome] = []  # every selected cell is finished: no engine to start
+    elif engine == "local":
         from .local import run_local
 
         done = run_local(todo, out, parallel=parallel, runtime=runtime, callbacks=callbacks, retries=retries,
@@ -209,8 +211,8 @@ def load_sweep(out: PathLike) -> tuple[Grid, list[Cell]]:
     out = Path(out)
     path = out / GRID_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{out} is not a sweep folder (no {GRID_FILE}); run `cifarnets sweep GRID --out {out}`, "
-                                "or give run folders to `cifarnets plot`")
+        raise FileNotFoundError(f"{out} is not a sweep folder (no {GRID_FILE}); run `cifarnets sweep GRID "
+                                f"--out {out}`, or give run folders to `cifarnets plot`")
     grid = parse_grid(path.read_text(), path=str(path))
     cells = [c for c in grid.cells if (out / c.name / "history.json").is_file()]
     known = {c.name for c in cells}

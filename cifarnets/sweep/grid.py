@@ -234,7 +234,8 @@ def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
     if axis_items:
         for combo in itertools.product(*(v for _, v in axis_items)):
             own = {k: v for (k, _), v in zip(axis_items, combo)}
-            raw_cells.append(({**base, **own}, list(own), "axes " + ", ".join(f"{k}={_toml(v)}" for k, v in own.items())))
+            origin = "axes " + ", ".join(f"{k}={_toml(v)}" for k, v in own.items())
+            raw_cells.append(({**base, **own}, list(own), origin))
     elif not extra:
         raw_cells.append((dict(base), [], "[base]"))
     for i, entry in enumerate(extra, 1):
@@ -384,11 +385,11 @@ def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
 
 def _check_model_values(model: str, model_kwargs: Mapping[str, Any]) -> list[str]:
     """Build the model on the meta device (no memory, no initialisation): bad flag values fail here."""
+    import warnings
+
     import torch
 
     from ..registry import create
-
-    import warnings
 
     try:
         with torch.device("meta"), warnings.catch_warnings():

@@ -34,7 +34,8 @@ def _gpu_count() -> int:
 
 
 def run_local(cells: Sequence[Cell], sweep_dir: Path, *, parallel: int, runtime: Mapping[str, Any],
-              callbacks: Sequence[Callable[..., None]], retries: int, progress: Optional[Progress]) -> list[CellOutcome]:
+              callbacks: Sequence[Callable[..., None]], retries: int,
+              progress: Optional[Progress]) -> list[CellOutcome]:
     """Run `cells`; return their outcomes in grid order."""
     notify = progress or (lambda kind, cell, outcome: None)
     if parallel <= 1:
