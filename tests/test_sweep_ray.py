@@ -13,7 +13,8 @@ import ray.cloudpickle
 import sweep_helpers
 from test_sweep_local import CELLS, same_run, write_grid
 
-from cifarnets.sweep import cell_status, run
+from cifarnets.sweep import cell_status, run, sweep_table
+from cifarnets.train import History
 
 # Keep these tests in one pytest-xdist worker, so they share one Ray.
 pytestmark = pytest.mark.xdist_group("ray")
@@ -72,3 +73,21 @@ def test_a_rerun_with_ray_skips_every_cell(ray_sweep):
     folder, _, _ = ray_sweep
     result = run(folder / "grid.toml", folder / "out", engine="ray", cpus_per_run=1, gpus_per_run=0)
     assert [o.status for o in result.outcomes] == ["skipped"] * 4
+
+
+def test_search_with_optuna_and_asha_samples_cells_into_the_folder(local_ray, tmp_path):
+    base = write_grid(tmp_path).read_text()
+    base = base[:base.index("[axes]")].replace("epochs = 2", "epochs = 1")
+    grid = tmp_path / "base.toml"
+    grid.write_text(base)
+    result = run(grid, tmp_path / "out", engine="ray", cpus_per_run=1, gpus_per_run=0,
+                 search=["lr=loguniform(1e-3,1e-2)", "bn=choice(true,false)"], trials=2, searcher="optuna",
+                 scheduler="asha")
+    assert len(result.outcomes) == 2 and {o.status for o in result.outcomes} == {"done"}
+    for outcome in result.outcomes:
+        assert outcome.name.startswith("trial-")
+        history = History.load(tmp_path / "out" / outcome.name)
+        assert 1e-3 <= history.config["lr"] <= 1e-2 and len(history.epochs) == 1
+        assert f"lr-{history.config['lr']:g}" in outcome.name
+    table = sweep_table(tmp_path / "out")
+    assert sorted(r["folder"] for r in table.rows) == sorted(o.name for o in result.outcomes)

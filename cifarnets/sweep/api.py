@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from .._utils import PathLike, atomic_write
 from . import _runs
-from .cell import CellOutcome, _write_status, cell_status, data_load_args, train_config
+from .cell import CellOutcome, cell_status, data_load_args, train_config, write_status
 from .grid import GRID_FILE, Cell, Grid, GridError, load_grid, parse_grid
 
 __all__ = ["ENGINES", "SweepResult", "load_sweep", "run"]
@@ -172,7 +172,7 @@ def run(
                 test_acc=history.test.get("acc") if history and history.test else None,
                 best_val_acc=max(vals) if vals else None)
             if cell_status(out, cell.name).get("status") != "done":
-                _write_status(out, cell.name, status="done", error="")
+                write_status(out, cell.name, status="done", error="")
             if progress is not None:
                 progress("skipped", cell, outcomes[cell.name])
         else:

@@ -68,7 +68,7 @@ def cell_status(sweep_dir: PathLike, name: str) -> dict[str, Any]:
         return {}
 
 
-def _write_status(sweep_dir: Path, name: str, **fields: Any) -> dict[str, Any]:
+def write_status(sweep_dir: Path, name: str, **fields: Any) -> dict[str, Any]:
     status = {**cell_status(sweep_dir, name), **fields, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write(_status_path(sweep_dir, name), json.dumps(status, indent=1, default=str))
     return status
@@ -138,7 +138,7 @@ def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, 
         history = _runs.load_history(run_dir)
         outcome = _outcome(cell.name, "skipped", history)
         if cell_status(sweep_dir, cell.name).get("status") != "done":
-            _write_status(sweep_dir, cell.name, status="done", error="")
+            write_status(sweep_dir, cell.name, status="done", error="")
         return outcome
     if state == "incomplete":
         moved = _runs.set_aside(run_dir)
@@ -147,7 +147,7 @@ def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, 
         state = "new"
     previous = cell_status(sweep_dir, cell.name)
     resumed_from = _runs.epochs_done(run_dir) if state == "resumable" else None
-    _write_status(sweep_dir, cell.name, status="running", attempts=int(previous.get("attempts", 0)) + 1,
+    write_status(sweep_dir, cell.name, status="running", attempts=int(previous.get("attempts", 0)) + 1,
                   resumed_from=resumed_from, host=socket.gethostname(), pid=os.getpid(), error="", traceback="",
                   model=cell.model, label=cell.label, cell=cell.to_dict())
     started = time.perf_counter()
@@ -161,12 +161,12 @@ def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, 
     except Exception as err:
         if not catch:
             raise
-        _write_status(sweep_dir, cell.name, status="failed", error=f"{type(err).__name__}: {err}",
+        write_status(sweep_dir, cell.name, status="failed", error=f"{type(err).__name__}: {err}",
                       traceback=traceback.format_exc())
         logger.error("cell %s failed: %s: %s", cell.name, type(err).__name__, err)
         return CellOutcome(cell.name, "failed", epochs=_runs.epochs_done(run_dir), resumed_from=resumed_from,
                            seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {err}")
-    _write_status(sweep_dir, cell.name, status="done", error="")
+    write_status(sweep_dir, cell.name, status="done", error="")
     return _outcome(cell.name, "done", history, resumed_from, time.perf_counter() - started)
 
 
@@ -182,4 +182,4 @@ def _outcome(name: str, status: str, history: Any, resumed_from: Optional[int] =
 
 def mark_stopped(sweep_dir: PathLike, name: str, reason: str) -> None:
     """Record that a scheduler ended the cell early (its run folder stays resumable)."""
-    _write_status(Path(sweep_dir), name, status="stopped", error=reason)
+    write_status(Path(sweep_dir), name, status="stopped", error=reason)

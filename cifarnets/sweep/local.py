@@ -17,7 +17,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .cell import CellOutcome, _write_status, run_cell
+from .cell import CellOutcome, run_cell, write_status
 from .grid import Cell
 
 __all__ = ["run_local"]
@@ -109,7 +109,7 @@ def _run_pool(cells: Sequence[Cell], sweep_dir: Path, parallel: int, runtime: Ma
                 else:
                     error = (f"its worker process died (exit code {proc.exitcode}) {attempts[cell.name]} time(s); "
                              "the run folder keeps its last saved epoch and a rerun resumes it")
-                    _write_status(sweep_dir, cell.name, status="failed", error=error)
+                    write_status(sweep_dir, cell.name, status="failed", error=error)
                     outcomes[cell.name] = CellOutcome(cell.name, "failed", error=error)
                     notify("failed", cell, outcomes[cell.name])
     finally:

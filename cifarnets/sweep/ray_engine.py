@@ -185,9 +185,9 @@ def _outcome_from_disk(sweep_dir: Path, cell: Cell, *, stopped_possible: bool) -
         if stopped_possible:
             mark_stopped(sweep_dir, cell.name, reason)
         else:
-            from .cell import _write_status
+            from .cell import write_status
 
-            _write_status(sweep_dir, cell.name, status="failed", error=reason)
+            write_status(sweep_dir, cell.name, status="failed", error=reason)
         return CellOutcome(cell.name, kind, epochs=epochs, error=reason)
     vals = [e.val_acc for e in history.epochs if e.val_acc is not None] if history else []
     test = history.test if history else None
