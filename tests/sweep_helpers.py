@@ -47,3 +47,20 @@ class Fail:
     def __call__(self, record, history) -> None:
         if history.label == self.label:
             raise RuntimeError(f"simulated failure of {self.label}")
+
+
+class RecordWorker:
+    """Write the worker's GPU pinning and thread count to FOLDER/LABEL.PID.json (once per process)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def __call__(self, record, history) -> None:
+        import json
+
+        import torch
+
+        path = Path(self.folder) / f"{history.label}.{os.getpid()}.json"
+        if not path.exists():
+            path.write_text(json.dumps({"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                        "threads": torch.get_num_threads()}))

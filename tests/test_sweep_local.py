@@ -134,9 +134,13 @@ def test_two_workers_match_one_process_and_a_killed_worker_resumes(sequential, t
     # Worker processes are spawned: they import the callbacks from this folder by name.
     monkeypatch.syspath_prepend(str(Path(sweep_helpers.__file__).parent))
     kill = sweep_helpers.KillOnce("vgg08_no-bn_lr-0.01", 1, tmp_path / "killed")
+    # Pretend there are two GPUs: worker slot k is pinned to GPU k (the cells themselves train on the CPU).
+    monkeypatch.setattr("cifarnets.sweep.local._gpu_count", lambda: 2)
+    (tmp_path / "workers").mkdir()
+    record = sweep_helpers.RecordWorker(tmp_path / "workers")
     events = []
-    result = run(write_grid(tmp_path), tmp_path / "out", parallel=2, callbacks=[kill], retries=1, only=["lr-0.01"],
-                 progress=lambda kind, cell, outcome: events.append((kind, cell.name)))
+    result = run(write_grid(tmp_path), tmp_path / "out", parallel=2, callbacks=[record, kill], retries=1,
+                 only=["lr-0.01"], progress=lambda kind, cell, outcome: events.append((kind, cell.name)))
     assert (tmp_path / "killed").is_file()  # the worker did die
     assert ("retry", "vgg08_no-bn_lr-0.01") in events
     assert [(o.name, o.status) for o in result.outcomes] == [("vgg08_no-bn_lr-0.01", "done"),
@@ -146,6 +150,10 @@ def test_two_workers_match_one_process_and_a_killed_worker_resumes(sequential, t
     assert cell_status(tmp_path / "out", killed.name)["attempts"] == 2
     for outcome in result.outcomes:
         same_run(out / outcome.name, tmp_path / "out" / outcome.name)
+    workers = [json.loads(p.read_text()) for p in (tmp_path / "workers").iterdir()]
+    assert len(workers) == 3  # two cells, one of them twice
+    assert {w["gpu"] for w in workers} <= {"0", "1"} and len({w["gpu"] for w in workers}) == 2
+    assert {w["threads"] for w in workers} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
 def test_plot_shows_published_beside_final_and_best(sequential, tmp_path, capsys):

@@ -121,13 +121,12 @@ def run_ray(cells: Sequence[Cell], sweep_dir: Path, *, grid: Grid, runtime: Mapp
                 from ray.tune.schedulers import ASHAScheduler
 
                 epochs = int(grid.cells[0].train.get("epochs", 100))
-                tune_kwargs["scheduler"] = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1)
+                tune_kwargs["scheduler"] = _asha(ASHAScheduler, epochs)
         if space is None and scheduler == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
             epochs = max(int(c.train.get("epochs", 100)) for c in cells)
-            tune_kwargs.update(metric=metric, mode=mode,
-                               scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1))
+            tune_kwargs.update(metric=metric, mode=mode, scheduler=_asha(ASHAScheduler, epochs))
         tuner = tune.Tuner(
             trainable, param_space=param_space, tune_config=tune.TuneConfig(**tune_kwargs),
             run_config=tune.RunConfig(
@@ -152,6 +151,12 @@ def run_ray(cells: Sequence[Cell], sweep_dir: Path, *, grid: Grid, runtime: Mapp
             progress(outcome.status, cell, outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def _asha(scheduler_class: Any, epochs: int) -> Any:
+    """ASHA on the per-epoch reports. ``max_t`` is one past the last epoch: ASHA stops a trial that
+    reaches ``max_t`` at once, which would cut the cell off before its test evaluation."""
+    return scheduler_class(time_attr="epoch", max_t=epochs + 1, grace_period=1)
 
 
 def _fit_quietly(tuner: Any) -> Any:
