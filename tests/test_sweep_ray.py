@@ -21,19 +21,20 @@ pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("local")
+    run(write_grid(folder), folder / "out")
+    return folder / "out"
+
+
+@pytest.fixture(scope="module")
+def local_ray(reference):
+    # The local engine's reference runs first, before Ray's processes share the cores.
     # Ray workers cannot import the tests folder; ship the callbacks by value.
     ray.cloudpickle.register_pickle_by_value(sweep_helpers)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("local")
-    run(write_grid(folder), folder / "out")
-    return folder / "out"
 
 
 @pytest.fixture(scope="module")
