@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 
 test: $(VENV)/.installed fashion-mnist
-	CIFARNETS_REQUIRE_FASHION_MNIST=1 $(PY) -m pytest -q -n 2 --dist loadgroup
+	CIFARNETS_REQUIRE_FASHION_MNIST=1 $(PY) -m pytest -q -n 2
 
 docs: $(VENV)/.installed
 	$(PY) docs/generate.py

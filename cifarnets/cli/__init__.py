@@ -16,11 +16,12 @@ from . import analysis as _analysis_cmds
 from . import export as _export_cmds
 from . import models as _models_cmds
 from . import structure as _structure_cmds
+from . import sweep as _sweep_cmds
 from . import train as _train_cmds
 
 __all__ = ["main", "build_parser"]
 
-_COMMAND_MODULES = [_models_cmds, _train_cmds, _structure_cmds, _analysis_cmds, _export_cmds]
+_COMMAND_MODULES = [_models_cmds, _train_cmds, _sweep_cmds, _structure_cmds, _analysis_cmds, _export_cmds]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,8 +50,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "RUN_NAME/gradient_flow_heatmap.png (RUN_NAME: the run folder's name), and results.md / "
                     "results.csv.",
     )
-    p.add_argument("runs", metavar="RUN_DIR", nargs="+", type=Path, help="run folders with history.json")
-    p.add_argument("--out", "-o", required=True, type=Path, metavar="DIR", help="folder for the pictures and tables")
+    p.add_argument("runs", metavar="RUN_DIR", nargs="+", type=Path,
+                   help="run folders with history.json, or one sweep folder (cifarnets sweep)")
+    p.add_argument("--out", "-o", type=Path, metavar="DIR",
+                   help="folder for the pictures and tables (required for run folders; default DIR/plots for a sweep)")
     p.add_argument("--title", default=None, help="title of the curves figure")
     p.set_defaults(handler=_plot)
 
@@ -108,6 +110,17 @@ def _slug(name: str) -> str:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    if len(args.runs) == 1 and (args.runs[0] / "grid.toml").is_file():
+        from ..sweep import plot_sweep, sweep_table
+
+        written = plot_sweep(args.runs[0], args.out, title=args.title)
+        print(sweep_table(args.runs[0]).to_markdown())
+        print()
+        for path in written:
+            print(f"wrote {path}")
+        return 0
+    if args.out is None:
+        raise ValueError("give --out DIR for the pictures (only a sweep folder has a default, DIR/plots)")
     from .. import plots
     from ..train import History, results_table
 

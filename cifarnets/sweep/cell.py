@@ -1,0 +1,180 @@
+"""Running one cell, in whatever process an engine gives it, and recording how it went.
+
+`run_cell` is what every engine calls for a cell: it skips a finished run, resumes an
+interrupted one, trains a new one, and never lets the cell's failure escape (the error is
+recorded, the other cells go on). Each cell's status lives in ``DIR/_status/CELL.json``
+(written atomically by the process that runs the cell): ``running``, ``done``, ``failed``
+(with the error and its traceback) or ``stopped`` (ended early by a Tune scheduler), the
+number of attempts, and the epoch the last attempt resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from .._utils import PathLike, atomic_write
+from . import _runs
+from .grid import Cell
+
+__all__ = ["CellOutcome", "STATUS_DIR", "cell_status", "load_cell_data", "run_cell"]
+
+logger = logging.getLogger(__name__)
+
+STATUS_DIR = "_status"
+
+EpochReport = Callable[[Cell, Any, Any], None]
+"""``report(cell, record, history)`` after each epoch (the Ray engine forwards it to Tune)."""
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How a cell ended in this call.
+
+    ``status``: ``done`` (trained to the end now), ``skipped`` (already finished),
+    ``failed`` (`error` says why; the run folder keeps its last good epoch) or ``stopped``.
+    """
+
+    name: str
+    status: str
+    epochs: int = 0
+    test_acc: Optional[float] = None
+    best_val_acc: Optional[float] = None
+    resumed_from: Optional[int] = None
+    seconds: float = 0.0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _status_path(sweep_dir: Path, name: str) -> Path:
+    return sweep_dir / STATUS_DIR / f"{name}.json"
+
+
+def cell_status(sweep_dir: PathLike, name: str) -> dict[str, Any]:
+    """The recorded status of a cell (``{}`` if it never ran)."""
+    path = _status_path(Path(sweep_dir), name)
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_status(sweep_dir: Path, name: str, **fields: Any) -> dict[str, Any]:
+    status = {**cell_status(sweep_dir, name), **fields, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write(_status_path(sweep_dir, name), json.dumps(status, indent=1, default=str))
+    return status
+
+
+# ---------------------------------------------------------------------- data
+
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def data_load_args(cell: Cell) -> dict[str, Any]:
+    """The `cifarnets.data.load_dataset` keywords of a cell (without ``test_limit``)."""
+    d = cell.data
+    args: dict[str, Any] = {"name": d["dataset"], "data_dir": d.get("data_dir"), "split": d.get("split", "default"),
+                            "seed": d.get("split_seed", 0), "norm": d.get("data_norm"),
+                            "download": bool(d.get("download", False)), "limit": d.get("limit")}
+    if isinstance(args["split"], list):
+        args["split"] = tuple(args["split"])
+    if "synthetic_sizes" in d:
+        args["synthetic_sizes"] = tuple(d["synthetic_sizes"])
+    return args
+
+
+def load_cell_data(cell: Cell) -> Any:
+    """The cell's `DataBundle`, loaded once per process for every cell that shares it."""
+    import dataclasses
+
+    from ..data import load_dataset, stratified_sample
+
+    args = data_load_args(cell)
+    key = json.dumps({**args, "test_limit": cell.data.get("test_limit")}, sort_keys=True, default=str)
+    if key not in _DATA_CACHE:
+        data = load_dataset(**args)
+        n = cell.data.get("test_limit")
+        if n and n < len(data.test):
+            picked = stratified_sample(data.test.labels, n, seed=0, tag="test")
+            data = dataclasses.replace(data, test=data.test.subset(picked))
+        _DATA_CACHE.clear()  # one data set in memory at a time: grids rarely mix them
+        _DATA_CACHE[key] = data
+    return _DATA_CACHE[key]
+
+
+# ---------------------------------------------------------------------- one cell
+
+
+def train_config(cell: Cell, runtime: Mapping[str, Any]) -> Any:
+    """The cell's `TrainConfig`, with the engine's runtime settings (device, quiet)."""
+    from ..train import TrainConfig
+
+    return TrainConfig(**{**cell.train, "label": cell.label, **runtime})
+
+
+def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, Any]] = None,
+             callbacks: Sequence[Callable[..., None]] = (), report: Optional[EpochReport] = None,
+             catch: bool = True) -> CellOutcome:
+    """Train `cell` in ``sweep_dir/CELL``: skip it if finished, resume it if interrupted.
+
+    A failure is recorded in the cell's status and returned (not raised) when `catch` is
+    True; `KeyboardInterrupt` and a killed process leave the status ``running`` and the run
+    folder resumable.
+    """
+    sweep_dir = Path(sweep_dir)
+    run_dir = sweep_dir / cell.name
+    config = train_config(cell, runtime or {})
+    state = _runs.state_of(run_dir, config.epochs)
+    if state == "finished":
+        history = _runs.load_history(run_dir)
+        outcome = _outcome(cell.name, "skipped", history)
+        if cell_status(sweep_dir, cell.name).get("status") != "done":
+            write_status(sweep_dir, cell.name, status="done", error="")
+        return outcome
+    previous = cell_status(sweep_dir, cell.name)
+    resumed_from = _runs.epochs_done(run_dir) if state == "resumable" else None
+    write_status(sweep_dir, cell.name, status="running", attempts=int(previous.get("attempts", 0)) + 1,
+                  resumed_from=resumed_from, host=socket.gethostname(), pid=os.getpid(), error="", traceback="",
+                  model=cell.model, label=cell.label, cell=cell.to_dict())
+    started = time.perf_counter()
+    hooks = list(callbacks)
+    if report is not None:
+        hooks.append(lambda record, history: report(cell, record, history))
+    try:
+        data = load_cell_data(cell)
+        history = _runs.train(run_dir, cell.model, dict(cell.model_kwargs), data, data_load_args(cell), config,
+                              resume=state != "new", callbacks=hooks)
+    except Exception as err:
+        if not catch:
+            raise
+        write_status(sweep_dir, cell.name, status="failed", error=f"{type(err).__name__}: {err}",
+                      traceback=traceback.format_exc())
+        logger.error("cell %s failed: %s: %s", cell.name, type(err).__name__, err)
+        return CellOutcome(cell.name, "failed", epochs=_runs.epochs_done(run_dir), resumed_from=resumed_from,
+                           seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {err}")
+    write_status(sweep_dir, cell.name, status="done", error="")
+    return _outcome(cell.name, "done", history, resumed_from, time.perf_counter() - started)
+
+
+def _outcome(name: str, status: str, history: Any, resumed_from: Optional[int] = None,
+             seconds: float = 0.0) -> CellOutcome:
+    if history is None:
+        return CellOutcome(name, status, resumed_from=resumed_from, seconds=seconds)
+    vals = [e.val_acc for e in history.epochs if e.val_acc is not None]
+    return CellOutcome(name, status, epochs=len(history.epochs),
+                       test_acc=history.test.get("acc") if history.test else None,
+                       best_val_acc=max(vals) if vals else None, resumed_from=resumed_from, seconds=seconds)
+
+
+def mark_stopped(sweep_dir: PathLike, name: str, reason: str) -> None:
+    """Record that a scheduler ended the cell early (its run folder stays resumable)."""
+    write_status(Path(sweep_dir), name, status="stopped", error=reason)

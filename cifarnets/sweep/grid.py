@@ -1,0 +1,506 @@
+"""Grid files: a report's grid of runs as data (TOML), checked before anything trains.
+
+Every report is a grid of runs (the ResNet-18 report's hyper-parameter study, the deeper-VGG
+report's §5.1-5.4). A grid file says which::
+
+    [grid]                      # optional: what the grid reproduces
+    title = "VGG38 with BN and RC"
+    report = "the VGG38 BN/RC report, Table 1"
+
+    [base]                      # `cifarnets train` options (underscored) every cell shares
+    model = "vgg38"
+    dataset = "cifar100"
+    epochs = 100
+
+    [axes]                      # every combination is a cell
+    bn = [false, true]
+    rc = [false, true]
+
+    [[cells]]                   # explicit extra cells (base + these keys)
+    model = "vgg08"
+    label = "VGG08"
+    published = { val_acc = 46.84 }
+
+    [[published]]               # published numbers of axis cells, matched by their settings
+    match = { bn = true, rc = true }
+    val_acc = 53.76
+
+A cell's keys are the `cifarnets train` options with underscores: the model and its flags
+(``model``, ``bn``, ``rc``, ``shortcut``, ``act``, ``norm``, ``width``, ``init``,
+``num_classes``, ``in_chans``, ``drop_rate``), the data (``dataset``, ``data_dir``,
+``download``, ``split``, ``split_seed``, ``limit``, ``data_norm``, and for small grids
+``test_limit`` and ``synthetic_sizes``), and every `TrainConfig` field (``lr``, ``epochs``,
+``batch_size``, ... with the command line's short names ``opt``, ``wd``, ``sched`` and
+``sched_unit`` accepted too). Besides those, a cell may carry ``label`` (its name in tables),
+``name`` (its folder, instead of the one made from its settings), ``group``, ``note``,
+``prose_only`` (a setting the report mentions only in its prose) and ``published`` (the
+report's numbers for it, shown beside the measured ones by ``cifarnets plot``).
+
+`load_grid` reports every unknown key and bad value, naming the cell, before any training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from .._utils import PathLike
+
+__all__ = [
+    "Cell", "DATA_KEYS", "GRID_FILE", "Grid", "GridError", "META_KEYS", "MODEL_KEYS", "TRAIN_ALIASES",
+    "load_grid", "parse_grid",
+]
+
+GRID_FILE = "grid.toml"
+"""The copy of the grid a sweep keeps in its folder (what ``cifarnets plot DIR`` reads)."""
+
+# `cifarnets train` model options -> cifarnets.create keywords (cli._common's list).
+MODEL_KEYS = {
+    "bn": "bn", "rc": "rc", "shortcut": "shortcut", "act": "act", "norm": "norm_layer", "width": "width",
+    "init": "init", "num_classes": "num_classes", "in_chans": "in_chans", "drop_rate": "drop_rate",
+}
+_MODEL_TYPES = {"bn": bool, "rc": bool, "shortcut": str, "act": str, "norm": str, "width": int, "init": str,
+                "num_classes": int, "in_chans": int, "drop_rate": float}
+# load_dataset keywords (``dataset`` -> name, ``split_seed`` -> seed, ``data_norm`` -> norm), plus
+# the two a small (budget) grid needs: a stratified test subset, and the synthetic set's sizes.
+DATA_KEYS = ("dataset", "data_dir", "download", "split", "split_seed", "limit", "data_norm", "test_limit",
+             "synthetic_sizes")
+# The command line's short option names for TrainConfig fields.
+TRAIN_ALIASES = {"opt": "optimizer", "wd": "weight_decay", "sched": "schedule", "sched_unit": "schedule_unit"}
+META_KEYS = ("label", "name", "group", "note", "prose_only", "published")
+# TrainConfig fields a grid may not set: the sweep owns the run folder; quiet is a runtime choice.
+_NOT_IN_GRID = {"out_dir": "the sweep puts every cell in DIR/CELL (choose DIR with --out)",
+                "extra": "not a training option", "quiet": "a runtime choice (the sweep sets it)",
+                "label": None}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+class GridError(ValueError):
+    """A grid file that cannot run: unknown keys, bad values, clashing cell names. Names each problem."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
+
+
+def _train_fields() -> dict[str, Any]:
+    from ..train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_IN_GRID}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid: its folder name, model, flags, data, training settings and published numbers.
+
+    Attributes:
+        name: the run folder's name under the sweep folder, made from the settings that set this
+            cell apart (axes and its own keys), e.g. ``vgg38_bn_no-rc_lr-0.01``.
+        label: its name in tables and legends (the grid's ``label``, else `name`).
+        model: registry name; `model_kwargs`: its `cifarnets.create` keywords.
+        data: `cifarnets.data.load_dataset` keywords (plus ``test_limit``).
+        train: `TrainConfig` keywords (without ``out_dir``).
+        settings: every key of the cell as the grid gave it (for tables and matching).
+        published: the report's numbers for this cell (``{}`` if none).
+    """
+
+    name: str
+    label: str
+    model: str
+    model_kwargs: dict[str, Any]
+    data: dict[str, Any]
+    train: dict[str, Any]
+    settings: dict[str, Any]
+    published: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    note: str = ""
+    prose_only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Cell":
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed, checked grid: its cells in file order (axes product first, then ``[[cells]]``)."""
+
+    cells: tuple[Cell, ...]
+    base: dict[str, Any]
+    axes: dict[str, list[Any]]
+    title: str = ""
+    report: str = ""
+    note: str = ""
+    text: str = ""
+    path: Optional[str] = None
+
+    def cell(self, name: str) -> Cell:
+        for c in self.cells:
+            if c.name == name:
+                return c
+        raise KeyError(f"no cell {name!r} in the grid; its cells: {', '.join(c.name for c in self.cells)}")
+
+    def select(self, only: Optional[Sequence[str]]) -> tuple[Cell, ...]:
+        """The cells whose name or label contains one of `only` (all cells for None)."""
+        if not only:
+            return self.cells
+        chosen = tuple(c for c in self.cells if any(o.lower() in c.name.lower() or o.lower() in c.label.lower()
+                                                    for o in only))
+        if not chosen:
+            raise GridError(f"--only {' '.join(only)} matches no cell; the cells: "
+                            f"{', '.join(c.name for c in self.cells)}")
+        return chosen
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib.loads(text)
+
+
+def load_grid(path: PathLike) -> Grid:
+    """Read and check a grid file (TOML); raise `GridError` naming every problem.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "g.toml"
+        >>> _ = p.write_text('[base]\\nmodel = "vgg08"\\ndataset = "synthetic"\\n[axes]\\nlr = [1e-3, 1e-2]\\n')
+        >>> [c.name for c in load_grid(p).cells]
+        ['vgg08_lr-0.001', 'vgg08_lr-0.01']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} does not exist (examples/grids/ has the reports' grids)")
+    return parse_grid(path.read_text(), path=str(path))
+
+
+def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
+    """`load_grid` on the text of a grid file."""
+    where = path or "the grid"
+    try:
+        raw = _toml_loads(text)
+    except Exception as err:  # tomllib.TOMLDecodeError, without importing it at module level
+        raise GridError(f"{where} is not valid TOML: {err}") from None
+    problems: list[str] = []
+    unknown_tables = sorted(set(raw) - {"grid", "base", "axes", "cells", "published"})
+    if unknown_tables:
+        problems.append(f"unknown top-level key(s) {', '.join(unknown_tables)}; a grid has [grid], [base], "
+                        "[axes], [[cells]] and [[published]]")
+    meta = raw.get("grid", {})
+    base = raw.get("base", {})
+    axes = raw.get("axes", {})
+    extra = raw.get("cells", [])
+    published = raw.get("published", [])
+    if not isinstance(meta, dict):
+        problems.append("[grid] must be a table (title, report, note)")
+        meta = {}
+    for key in sorted(set(meta) - {"title", "report", "note"}):
+        problems.append(f"[grid] has unknown key {key!r} (it takes title, report, note)")
+    if not isinstance(base, dict):
+        problems.append("[base] must be a table of options")
+        base = {}
+    if not isinstance(axes, dict):
+        problems.append("[axes] must be a table of lists")
+        axes = {}
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            problems.append(f"[axes] {key} must be a non-empty list of values, e.g. {key} = [{_toml(values)}]")
+        elif key in META_KEYS:
+            problems.append(f"[axes] cannot vary {key!r}; it describes a cell (use [[cells]])")
+    if not isinstance(extra, list) or not all(isinstance(c, dict) for c in extra):
+        problems.append("cells must be an array of tables: [[cells]]")
+        extra = []
+    if problems:
+        raise GridError(f"{where}: " + "; ".join(problems))
+
+    axis_items = [(k, v) for k, v in axes.items()]
+    raw_cells: list[tuple[dict[str, Any], list[str], str]] = []
+    if axis_items:
+        for combo in itertools.product(*(v for _, v in axis_items)):
+            own = {k: v for (k, _), v in zip(axis_items, combo)}
+            origin = "axes " + ", ".join(f"{k}={_toml(v)}" for k, v in own.items())
+            raw_cells.append(({**base, **own}, list(own), origin))
+    elif not extra:
+        raw_cells.append((dict(base), [], "[base]"))
+    for i, entry in enumerate(extra, 1):
+        own_keys = [k for k in entry if k not in META_KEYS]
+        raw_cells.append(({**base, **entry}, own_keys, f"[[cells]] #{i}"))
+
+    cells: list[Cell] = []
+    by_problem: dict[str, list[str]] = {}  # the same mistake in every cell is reported once
+    for settings, own_keys, origin in raw_cells:
+        try:
+            cells.append(_make_cell(settings, own_keys))
+        except GridError as err:
+            for message in err.problems:
+                by_problem.setdefault(message, []).append(origin)
+    for message, origins in by_problem.items():
+        where_in = origins[0] if len(origins) == 1 else f"{len(origins)} cells ({origins[0]}, ...)"
+        problems.append(f"{where_in}: {message}")
+    if problems:
+        raise GridError(f"{where}: " + "; ".join(problems))
+
+    cells = _attach_published(cells, published, problems)
+    names: dict[str, int] = {}
+    for c in cells:
+        names[c.name] = names.get(c.name, 0) + 1
+    clashes = sorted(n for n, k in names.items() if k > 1)
+    if clashes:
+        problems.append(f"several cells would share the folder(s) {', '.join(clashes)}; give them distinct "
+                        "settings or a `name`")
+    if problems:
+        raise GridError(f"{where}: " + "; ".join(problems))
+    return Grid(cells=tuple(cells), base=dict(base), axes={k: list(v) for k, v in axes.items()},
+                title=str(meta.get("title", "")), report=str(meta.get("report", "")), note=str(meta.get("note", "")),
+                text=text, path=path)
+
+
+def _attach_published(cells: list[Cell], entries: Any, problems: list[str]) -> list[Cell]:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        problems.append("published must be an array of tables: [[published]] with a `match` table")
+        return cells
+    out = list(cells)
+    for i, entry in enumerate(entries, 1):
+        match = entry.get("match")
+        if not isinstance(match, dict) or not match:
+            problems.append(f"[[published]] #{i} needs a `match` table naming the cell's settings, "
+                            "e.g. match = {{ bn = true }}")
+            continue
+        numbers = {k: v for k, v in entry.items() if k != "match"}
+        hits = [j for j, c in enumerate(out) if all(_same(c.settings.get(k), v) for k, v in match.items())]
+        if not hits:
+            problems.append(f"[[published]] #{i} (match {match}) matches no cell")
+        for j in hits:
+            out[j] = dataclasses.replace(out[j], published={**out[j].published, **numbers})
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-12)
+    return a == b
+
+
+# ---------------------------------------------------------------------- one cell
+
+
+def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
+    from ..data import DATASETS
+    from ..registry import is_model, model_info
+
+    problems: list[str] = []
+    train_fields = _train_fields()
+    model = settings.get("model")
+    model_kwargs: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "model" or key in META_KEYS:
+            continue
+        if key in MODEL_KEYS:
+            message = _check_type(key, value, _MODEL_TYPES[key])
+            if message:
+                problems.append(message)
+                continue
+            model_kwargs[MODEL_KEYS[key]] = None if key == "norm" and str(value).lower() == "none" else value
+        elif key in DATA_KEYS:
+            data[key] = value
+        elif key in train_fields or key in TRAIN_ALIASES:
+            name = TRAIN_ALIASES.get(key, key)
+            if name in train:
+                problems.append(f"{key!r} and {name!r} set the same option; keep one")
+                continue
+            message = _check_type(key, value, train_fields[name])
+            if message:
+                problems.append(message)
+            else:
+                train[name] = list(value) if isinstance(value, list) else value
+        elif key in _NOT_IN_GRID and _NOT_IN_GRID[key]:
+            problems.append(f"{key!r} cannot be set in a grid: {_NOT_IN_GRID[key]}")
+        else:
+            problems.append(f"unknown key {key!r}{_suggest(key)}")
+    if not isinstance(model, str) or not model:
+        problems.append("no model: set model = \"NAME\" in [base], [axes] or the cell (see `cifarnets list`)")
+    elif not is_model(model):
+        problems.append(f"unknown model {model!r}{_suggest(model, _models())} (see `cifarnets list`)")
+    else:
+        allowed = set(model_info(model).keywords)
+        for kw in model_kwargs:
+            if kw not in allowed:
+                option = next(k for k, v in MODEL_KEYS.items() if v == kw)
+                problems.append(f"{model} takes no {option!r} (its keywords: {', '.join(sorted(allowed))})")
+    dataset = data.get("dataset")
+    if dataset is None:
+        problems.append('no dataset: set dataset = "cifar100" (or cifar10, fashion_mnist, synthetic) in [base]')
+    elif not isinstance(dataset, str) or dataset.strip().lower().replace("-", "_") not in DATASETS:
+        problems.append(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    problems += _check_data(data)
+    published = settings.get("published", {})
+    if not isinstance(published, dict) or not all(isinstance(v, (int, float, str)) for v in published.values()):
+        problems.append("published must be a table of numbers, e.g. published = { val_acc = 46.84 }")
+        published = {}
+    for key in ("label", "name", "group", "note"):
+        if key in settings and not isinstance(settings[key], str):
+            problems.append(f"{key} must be a string")
+    if "prose_only" in settings and not isinstance(settings["prose_only"], bool):
+        problems.append("prose_only must be true or false")
+    if not problems and model_kwargs:
+        problems += _check_model_values(model, model_kwargs)
+    if not problems:
+        from ..train import TrainConfig
+
+        try:
+            TrainConfig(**train)
+        except (ValueError, TypeError) as err:
+            problems.append(str(err))
+    if problems:
+        raise GridError("; ".join(problems), problems)
+    name = settings.get("name") or cell_name(settings, own_keys)
+    if not _NAME_RE.match(name) or name.startswith("_"):
+        raise GridError(f"cell name {name!r} is not a usable folder name (letters, digits, . _ + = -; not starting "
+                        "with _ or .)")
+    return Cell(name=name, label=settings.get("label") or name, model=model, model_kwargs=model_kwargs,
+                data=data, train=train, settings={k: v for k, v in settings.items() if k != "published"},
+                published=dict(published), group=str(settings.get("group", "")), note=str(settings.get("note", "")),
+                prose_only=bool(settings.get("prose_only", False)))
+
+
+def _check_model_values(model: str, model_kwargs: Mapping[str, Any]) -> list[str]:
+    """Build the model on the meta device (no memory, no initialisation): bad flag values fail here."""
+    import warnings
+
+    import torch
+
+    from ..registry import create
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            create(model, **model_kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        return [f"{model} with {', '.join(f'{k}={v!r}' for k, v in model_kwargs.items())}: {err}"]
+    return []
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Optional[str]:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union:  # Optional[X]
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return None if value in args else f"{key} must be one of {', '.join(map(repr, args))}; got {value!r}"
+    if hint is bool:
+        return None if isinstance(value, bool) else f"{key} must be true or false; got {value!r}"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else \
+            f"{key} must be an integer; got {value!r}"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else \
+            f"{key} must be a number; got {value!r}"
+    if hint is str:
+        return None if isinstance(value, str) else f"{key} must be a string; got {value!r}"
+    if origin is tuple:
+        return None if isinstance(value, list) else f"{key} must be a list, e.g. {key} = [30, 60]; got {value!r}"
+    return None
+
+
+def _check_data(data: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key in ("limit", "test_limit", "split_seed"):
+        if key in data and not (isinstance(data[key], int) and not isinstance(data[key], bool) and data[key] >= 0):
+            problems.append(f"{key} must be a non-negative integer; got {data[key]!r}")
+    if "split" in data and not (isinstance(data["split"], str) or
+                                (isinstance(data["split"], list) and len(data["split"]) == 2)):
+        problems.append(f"split must be 'TRAIN:VAL' or 'none'; got {data['split']!r}")
+    if "split" in data and isinstance(data["split"], str) and \
+            not re.match(r"^\s*(\d+\s*:\s*\d+|none|default)\s*$", data["split"].lower()):
+        problems.append(f"split must be 'TRAIN:VAL' (e.g. '47500:2500'), 'none' or 'default'; got {data['split']!r}")
+    if "synthetic_sizes" in data:
+        s = data["synthetic_sizes"]
+        if not (isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s)):
+            problems.append(f"synthetic_sizes must be [TRAIN, TEST], two positive integers; got {s!r}")
+    for key in ("download",):
+        if key in data and not isinstance(data[key], bool):
+            problems.append(f"{key} must be true or false")
+    return problems
+
+
+def _models() -> list[str]:
+    from ..registry import list_models
+
+    return list_models()
+
+
+def _suggest(word: str, vocabulary: Optional[Sequence[str]] = None) -> str:
+    import difflib
+
+    if vocabulary is None:
+        vocabulary = ["model", *MODEL_KEYS, *DATA_KEYS, *_train_fields(), *TRAIN_ALIASES, *META_KEYS]
+    close = difflib.get_close_matches(word, vocabulary, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------------- names
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (list, tuple)):
+        return "-".join(_value_text(v) for v in value)
+    return re.sub(r"[^A-Za-z0-9._+]+", "-", str(value)).strip("-") or "x"
+
+
+def cell_name(settings: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """The folder name of a cell from the settings that set it apart (`keys`, in grid order).
+
+    The model comes first, then a true flag as its key, a false one as ``no-KEY``, others as
+    ``KEY-VALUE``; the base settings every cell shares are left out.
+
+    Example:
+        >>> cell_name({"model": "vgg38", "bn": True, "rc": False, "lr": 0.01}, ["bn", "rc", "lr"])
+        'vgg38_bn_no-rc_lr-0.01'
+    """
+    parts = [_value_text(settings.get("model", "run"))]
+    for key in keys:
+        value = settings[key]
+        if key == "model":
+            continue
+        if isinstance(value, bool):
+            parts.append(key if value else f"no-{key}")
+        else:
+            parts.append(f"{key}-{_value_text(value)}")
+    name = "_".join(parts)
+    if len(name) > 100:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:90]}_{digest}"
+    return name
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return ", ".join(_toml(v) for v in value)
+    return str(value)
