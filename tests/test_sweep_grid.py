@@ -72,8 +72,8 @@ def test_bad_keys_and_values_are_named(extra, expected):
 def test_model_and_dataset_mistakes():
     with pytest.raises(GridError, match="unknown model 'vgg39'"):
         parse_grid('[base]\nmodel = "vgg39"\ndataset = "cifar100"\n')
-    with pytest.raises(GridError, match="resnet18 takes no 'bn'"):
-        parse_grid('[base]\nmodel = "resnet18"\ndataset = "cifar10"\nbn = true\n')
+    with pytest.raises(GridError, match="resnet18 takes no 'rc'"):
+        parse_grid('[base]\nmodel = "resnet18"\ndataset = "cifar10"\nrc = true\n')
     with pytest.raises(GridError, match="no dataset"):
         parse_grid('[base]\nmodel = "vgg08"\n')
     with pytest.raises(GridError, match="unknown dataset 'imagenet'"):

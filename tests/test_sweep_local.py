@@ -79,7 +79,8 @@ def test_a_four_cell_grid_completes_into_run_folders(sequential):
         history = History.load(out / name)
         assert len(history.epochs) == 2 and history.test["n"] == 100
         assert cell_status(out, name)["status"] == "done"
-    assert History.load(out / "vgg08_bn_lr-0.01").model_kwargs == {"width": 4, "bn": True}
+    expected = {"width": 4, "bn": True, "in_chans": 3, "num_classes": 10}
+    assert History.load(out / "vgg08_bn_lr-0.01").model_kwargs == expected
     assert History.load(out / "vgg08_bn_lr-0.01").config["lr"] == 0.01
     assert (out / "grid.toml").read_text() == GRID
     assert [kind for kind, _ in events] == ["start", "done"] * 4

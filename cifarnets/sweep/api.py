@@ -153,9 +153,9 @@ def run(
     else:
         _check_folder(grid, cells, out)
     if engine == "ray":
-        from .ray_engine import _import_ray
+        from .ray_engine import import_ray
 
-        _import_ray()  # a missing Ray is an error before anything is written
+        import_ray()  # a missing Ray is an error before anything is written
     _prepare_data(cells if space is None else grid.cells)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / GRID_FILE, grid.text)

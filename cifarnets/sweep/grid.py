@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .._utils import PathLike
+from .._utils import CifarnetsError, PathLike
 
 __all__ = [
     "Cell", "DATA_KEYS", "GRID_FILE", "Grid", "GridError", "META_KEYS", "MODEL_KEYS", "TRAIN_ALIASES",
@@ -82,7 +82,7 @@ _NOT_IN_GRID = {"out_dir": "the sweep puts every cell in DIR/CELL (choose DIR wi
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
-class GridError(ValueError):
+class GridError(CifarnetsError, ValueError):
     """A grid file that cannot run: unknown keys, bad values, clashing cell names. Names each problem."""
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
@@ -246,7 +246,7 @@ def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
     by_problem: dict[str, list[str]] = {}  # the same mistake in every cell is reported once
     for settings, own_keys, origin in raw_cells:
         try:
-            cells.append(_make_cell(settings, own_keys))
+            cells.append(make_cell(settings, own_keys))
         except GridError as err:
             for message in err.problems:
                 by_problem.setdefault(message, []).append(origin)
@@ -302,7 +302,7 @@ def _same(a: Any, b: Any) -> bool:
 # ---------------------------------------------------------------------- one cell
 
 
-def _make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
+def make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
     from ..data import DATASETS
     from ..registry import is_model, model_info
 

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 _METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
     try:
         import ray
         from ray import tune  # noqa: F401
@@ -87,7 +87,7 @@ def run_ray(cells: Sequence[Cell], sweep_dir: Path, *, grid: Grid, runtime: Mapp
             scheduler: str = "fifo", metric: str = "val_acc", mode: str = "max", search_seed: int = 0,
             progress: Optional[Callable[[str, Cell, Optional[CellOutcome]], None]] = None) -> list[CellOutcome]:
     """Run the cells (or `trials` sampled cells) as Tune trials; return their outcomes."""
-    ray = _import_ray()
+    ray = import_ray()
     from ray import tune
 
     started_here = False

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .grid import Cell, Grid, GridError, _make_cell, cell_name
+from .grid import Cell, Grid, GridError, cell_name, make_cell
 
 __all__ = ["DISTRIBUTIONS", "SearchSpace", "parse_search"]
 
@@ -46,7 +46,7 @@ class SearchSpace:
         settings = {**grid.base, **values}
         prefix = f"trial-{index:03d}" if isinstance(index, int) else f"trial-{index}"
         name = f"{prefix}_{cell_name(settings, list(values))}"
-        return _make_cell({**settings, "name": name}, list(values))
+        return make_cell({**settings, "name": name}, list(values))
 
     def cell_from_status(self, sweep_dir: Path, grid: Grid, name: str) -> Cell:
         """A trial's cell, as its status file recorded it."""
@@ -108,7 +108,7 @@ def parse_search(expressions: Sequence[str], grid: Grid) -> SearchSpace:
             if isinstance(value, int) and dist in ("uniform", "loguniform"):
                 value = float(value)
             try:
-                _make_cell({**grid.base, key: value}, [key])
+                make_cell({**grid.base, key: value}, [key])
             except GridError as err:
                 raise GridError(f"--search {expr!r}: {err}") from None
         dims.append((key, dist, args))
