@@ -37,8 +37,6 @@ else
     DEV=(--device cuda --amp --channels-last)
     SWEEP=(--sweep-model vgg38 --sweep-k 1 2 4)
 fi
-# (d) through cifarnets.sweep once it exists, else the benchmark's k-process stand-in.
-if "$PY" -c "import cifarnets.sweep" >/dev/null 2>&1; then ENGINE=package; else ENGINE=processes; fi
 
 declare -A RC
 say() { echo "$@" | tee -a "$LOG"; }
@@ -94,8 +92,7 @@ stage compile 140 "$PY" benchmarks/train_throughput.py "${DEV[@]}" --compile --r
     --json "$OUT_DIR/bench_bf16_cl_compile.json"
 
 # 5. sweep throughput
-stage sweep 140 "$PY" benchmarks/train_throughput.py "${DEV[@]}" --sweep-only "${SWEEP[@]}" \
-    --sweep-engine "$ENGINE" --json "$OUT_DIR/sweep.json"
+stage sweep 140 "$PY" benchmarks/train_throughput.py "${DEV[@]}" --sweep-only "${SWEEP[@]}" --json "$OUT_DIR/sweep.json"
 
 # 6. the table for docs/performance.md
 STATUS=""

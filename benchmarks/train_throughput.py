@@ -59,10 +59,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import itertools
 import json
 import math
-import multiprocessing as mp
 import os
 import platform
 import statistics
@@ -499,78 +497,28 @@ def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: 
 
 # ====================================================================== (d) sweep throughput
 
-# Grid keys are `cifarnets train` options, underscored (the planned `cifarnets.sweep` grid).
-_DATA_KEYS = {"dataset", "limit", "split", "split_seed"}
-_MODEL_KEYS = {"bn", "rc", "shortcut", "act", "norm", "width", "init"}
-_RENAMED = {"opt": "optimizer", "wd": "weight_decay", "sched": "schedule", "sched_unit": "schedule_unit"}
-
-
-def _expand(grid: dict[str, Any]) -> list[dict[str, Any]]:
-    base, axes = dict(grid.get("base", {})), dict(grid.get("axes", {}))
-    cells = [{**base, **dict(zip(axes, values))} for values in itertools.product(*axes.values())] if axes else []
-    cells += [{**base, **cell} for cell in grid.get("cells", [])]
-    return cells or [base]
-
-
-def _run_cell(args: tuple[dict[str, Any], str, int]) -> str:
-    """One cell in its own process: `threads` intra-op threads, `fit` into `out_dir`."""
-    cell, out_dir, threads = args
-    torch.set_num_threads(threads)
-    data_args = {k: cell[k] for k in _DATA_KEYS if k in cell}
-    data = load_dataset(data_args.pop("dataset"), **data_args)
-    model_kwargs = {k: cell[k] for k in _MODEL_KEYS if k in cell}
-    train = {_RENAMED.get(k, k): v for k, v in cell.items() if k not in _DATA_KEYS | _MODEL_KEYS | {"model"}}
-    fit(cell["model"], data, TrainConfig(**train, out_dir=out_dir), model_kwargs=model_kwargs)
-    return out_dir
-
-
-def local_sweep_run(grid: dict[str, Any], out_dir: str, engine: str = "local", parallel: int = 1) -> list[str]:
-    """The benchmark's stand-in for ``cifarnets.sweep.run`` (same call): each cell a spawned process.
-
-    The `parallel` cells at a time share this process's intra-op threads evenly (torch's
-    default: one per core; ``--threads``), at least one each; on a GPU they share the device.
-    """
-    if engine != "local":
-        raise ValueError(f"the stand-in runs engine='local' only; got {engine!r}")
-    cells = _expand(grid)
-    threads = max(1, torch.get_num_threads() // parallel)
-    jobs = [(cell, str(Path(out_dir) / f"cell{i:02d}"), threads) for i, cell in enumerate(cells)]
-    with mp.get_context("spawn").Pool(parallel) as pool:
-        return pool.map(_run_cell, jobs, chunksize=1)
-
-
-def sweep_runner(engine: str) -> Optional[Callable[..., Any]]:
-    """The function (d) calls: ``cifarnets.sweep.run`` ("package") or the stand-in ("processes")."""
-    if engine == "processes":
-        return local_sweep_run
-    try:
-        from cifarnets.sweep import run
-    except ImportError:
-        return None
-    return run
-
-
-def measure_sweep(engine: str, key: str, ks: list[int], epochs: int, images: int, batch: int,
+def measure_sweep(key: str, ks: list[int], epochs: int, images: int, batch: int,
                   device: torch.device, amp: bool, channels_last: bool, compile: bool,
                   log: Callable[[str], None], progress: Callable[[dict[str, Any]], None] = lambda out: None,
                   ) -> dict[str, Any]:
     """(d): for each k, k cells of `key` trained at once; images/s of each cell after its first epoch, summed."""
-    run = sweep_runner(engine)
+    from cifarnets.sweep import run
+
     name, kwargs, _ = MODELS[key]
-    out: dict[str, Any] = {"engine": engine, "model": key, "epochs": epochs, "images_per_epoch": images,
+    out: dict[str, Any] = {"engine": "cifarnets.sweep local", "model": key, "epochs": epochs,
+                           "images_per_epoch": images,
                            "batch_size": batch, "runs": []}
-    if run is None:
-        out["skipped"] = "cifarnets.sweep not available"
-        log("(d) skipped: cifarnets.sweep not available")
-        return out
     for k in ks:
         grid = {"base": {"model": name, **kwargs, "dataset": "synthetic", "limit": images, "split": "none",
-                         "epochs": epochs, "batch_size": batch, "sched": "none", "device": str(device), "amp": amp,
-                         "channels_last": channels_last, "compile": compile, "quiet": True},
+                         "epochs": epochs, "batch_size": batch, "sched": "none", "amp": amp,
+                         "channels_last": channels_last, "compile": compile},
                 "axes": {"seed": list(range(k))}}
         with tempfile.TemporaryDirectory(prefix=f"sweep{k}_") as tmp:
             start = time.perf_counter()
-            run(grid, tmp, engine="local", parallel=k)
+            result = run(grid, tmp, engine="local", parallel=k, device=str(device), quiet=True)
+            failed = [o for o in result.outcomes if o.status == "failed"]
+            if failed:
+                raise RuntimeError(f"(d) k={k}: cells failed: " + "; ".join(f"{o.name}: {o.error}" for o in failed))
             wall = time.perf_counter() - start
             folders = sorted(Path(f).parent for f in glob.glob(f"{tmp}/**/history.json", recursive=True))
             if len(folders) != k:
@@ -664,9 +612,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--sweep-epochs", type=int, default=None,
                    help="(d) epochs per cell, the first not counted (default CPU 3, CUDA 20)")
     p.add_argument("--sweep-images", type=int, default=None, help="(d) images per epoch (default CPU 1024, CUDA 5000)")
-    # The lead: switch the default to "package" once cifarnets.sweep is merged.
-    p.add_argument("--sweep-engine", choices=("processes", "package"), default="processes",
-                   help="(d) through the benchmark's k-process stand-in or cifarnets.sweep.run")
     p.add_argument("--sweep-only", action="store_true", help="only (d)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks every path in seconds; not a measurement")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
@@ -742,18 +687,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                           "slices; rerun with more --rounds or --steps, or on a quieter machine.")
         if args.sweep_k:
             log(f"(d) sweep throughput: {sweep_model}, k = {', '.join(map(str, args.sweep_k))}, "
-                f"engine {args.sweep_engine}")
+                "through cifarnets.sweep.run")
 
             def progress(partial: dict[str, Any]) -> None:
                 report["sweep"] = partial
                 save()
 
-            sweep = measure_sweep(args.sweep_engine, sweep_model, args.sweep_k, sweep_epochs, sweep_images, bs,
+            sweep = measure_sweep(sweep_model, args.sweep_k, sweep_epochs, sweep_images, bs,
                                   device, amp, cl, args.compile, log, progress)
             report["sweep"] = sweep
             if sweep["runs"]:
                 print(f"\n(d) sweep throughput, {sweep_model}, {sweep_epochs} epochs of {sweep_images} images per "
-                      f"cell (the first not counted), engine {args.sweep_engine}")
+                      f"cell (the first not counted), through cifarnets.sweep.run")
                 print(sweep_table(sweep))
             else:
                 print(f"\n(d) skipped: {sweep.get('skipped')}")

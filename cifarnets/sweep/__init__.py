@@ -26,12 +26,13 @@ numbers beside the report's published ones.
 
 from .api import ENGINES, SweepResult, load_sweep, run
 from .cell import CellOutcome, cell_status, run_cell
-from .grid import GRID_FILE, Cell, Grid, GridError, cell_name, load_grid, parse_grid
+from .grid import GRID_FILE, Cell, Grid, GridError, cell_name, grid_to_toml, load_grid, parse_grid
 from .report import SweepTable, grad_ratio, plot_sweep, sweep_table
 from .search import SearchSpace, parse_search
 
 __all__ = [
     "ENGINES", "GRID_FILE", "Cell", "CellOutcome", "Grid", "GridError", "SearchSpace", "SweepResult", "SweepTable",
-    "cell_name", "cell_status", "grad_ratio", "load_grid", "load_sweep", "parse_grid", "parse_search", "plot_sweep",
+    "cell_name", "cell_status", "grad_ratio", "grid_to_toml", "load_grid", "load_sweep", "parse_grid", "parse_search",
+    "plot_sweep",
     "run", "run_cell", "sweep_table",
 ]

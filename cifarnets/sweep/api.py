@@ -7,12 +7,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .._utils import PathLike, atomic_write
 from . import _runs
 from .cell import CellOutcome, cell_status, data_load_args, train_config, write_status
-from .grid import GRID_FILE, Cell, Grid, GridError, load_grid, parse_grid
+from .grid import GRID_FILE, Cell, Grid, GridError, grid_to_toml, load_grid, parse_grid
 
 __all__ = ["ENGINES", "SweepResult", "load_sweep", "run"]
 
@@ -71,7 +71,7 @@ def _prepare_data(cells: Sequence[Cell]) -> None:
 
 
 def run(
-    grid: Union[Grid, PathLike],
+    grid: Union[Grid, PathLike, Mapping[str, Any]],
     out: PathLike,
     *,
     engine: str = "local",
@@ -101,7 +101,8 @@ def run(
     (``cifarnets plot out`` reads it for the labels and published numbers).
 
     Args:
-        grid: a `Grid` or the path of a grid file (`cifarnets.sweep.load_grid`).
+        grid: a `Grid`, the path of a grid file (`cifarnets.sweep.load_grid`), or a grid as a
+            dict of tables (`cifarnets.sweep.grid_to_toml`), checked like a file.
         out: the sweep folder.
         engine: ``"local"`` (this process; ``parallel=N`` worker processes, each pinned to
             one GPU round-robin or ``cpu_count // N`` CPU threads) or ``"ray"`` (Ray Tune).
@@ -137,7 +138,9 @@ def run(
         raise ValueError(f"retries must be >= 0; got {retries!r}")
     if search and engine != "ray":
         raise ValueError("--search needs the ray engine (Tune's searchers): add --engine ray")
-    if not isinstance(grid, Grid):
+    if isinstance(grid, Mapping):
+        grid = parse_grid(grid_to_toml(grid))
+    elif not isinstance(grid, Grid):
         grid = load_grid(grid)
     out = Path(out)
     cells = grid.select(only)

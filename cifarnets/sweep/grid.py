@@ -190,6 +190,36 @@ def load_grid(path: PathLike) -> Grid:
     return parse_grid(path.read_text(), path=str(path))
 
 
+def grid_to_toml(data: Mapping[str, Any]) -> str:
+    """The TOML text of a grid given as a dict (``{"base": {...}, "axes": {...}, "cells": [...]}``),
+    so that a grid built in code is checked, named and kept (``out/grid.toml``) like a grid file.
+
+    Example:
+        >>> print(grid_to_toml({"base": {"model": "vgg08", "dataset": "synthetic"}, "axes": {"seed": [0, 1]}}))
+        [base]
+        model = 'vgg08'
+        dataset = 'synthetic'
+        <BLANKLINE>
+        [axes]
+        seed = [0, 1]
+        <BLANKLINE>
+    """
+    def table(header: str, values: Mapping[str, Any]) -> str:
+        lines = [header]
+        for key, value in values.items():
+            lines.append(f"{key} = [{_toml(value)}]" if isinstance(value, list) else f"{key} = {_toml(value)}")
+        return "\n".join(lines) + "\n"
+
+    parts = []
+    for name in ("grid", "base", "axes"):
+        if data.get(name):
+            parts.append(table(f"[{name}]", data[name]))
+    for name in ("cells", "published"):
+        for entry in data.get(name, []):
+            parts.append(table(f"[[{name}]]", entry))
+    return "\n".join(parts)
+
+
 def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
     """`load_grid` on the text of a grid file."""
     where = path or "the grid"
