@@ -73,6 +73,12 @@ def readme_run(tmp_path_factory):
                 with contextlib.redirect_stdout(io.StringIO()):
                     exec(compile(block.replace("path/to/cifarnets", str(ROOT)), "README.md", "exec"), namespace)
                 namespaces.append(namespace)
+        # The README's opening block loads the run this section exported (hub/vgg38-demo).
+        opening = (ROOT / "README.md").read_text().split("\n## ", 1)[0]
+        intro: dict = {}
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(re.search(r"```python\n(.*?)```", opening, re.S).group(1), "README.md", "exec"), intro)
+        namespaces.append(intro)
     finally:
         os.chdir(old)
     return folder, outputs, namespaces
@@ -120,6 +126,8 @@ def test_readme_blocks_ran_and_export_is_exact(readme_run, tmp_path, monkeypatch
     x = exported["x"]
     torch.testing.assert_close(torch.from_numpy(exported["logits"]), exported["model"](x), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(exported["scripted"](x), exported["model"](x))
+    intro = namespaces[-1]  # the README's opening block: its last line loads the exported run
+    assert intro["m"].bn and intro["m"].rc and all(torch.equal(intro["m"].state_dict()[k], best[k]) for k in best)
     check_overlay_hf_hub_and_push(folder, tmp_path, monkeypatch)
 
 

@@ -41,6 +41,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="restarts of a cell whose worker died; each resumes from its last saved epoch")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="per-epoch progress bars (default: on in a terminal when cells run one by one)")
+    p.add_argument("--download", action="store_true",
+                   help="download the data sets the grid needs (once, before the first cell) if they are missing")
     p.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; train nothing")
     r = p.add_argument_group("ray engine")
     r.add_argument("--address", default=None,
@@ -115,7 +117,7 @@ def _sweep(args: argparse.Namespace) -> int:
                      quiet=not show_epochs, retries=args.retries, progress=_printer(total, bar),
                      address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                      search=args.search, trials=args.trials, searcher=args.searcher, scheduler=args.scheduler,
-                     metric=args.metric, mode=args.mode, search_seed=args.search_seed)
+                     metric=args.metric, mode=args.mode, search_seed=args.search_seed, download=args.download)
     finally:
         if bar is not None:
             bar.close()

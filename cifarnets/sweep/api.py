@@ -57,16 +57,21 @@ def _check_folder(grid: Grid, cells: Sequence[Cell], out: Path) -> None:
                         "own: " + "; ".join(problems) + ". Use another --out, or move those folders away.")
 
 
-def _prepare_data(cells: Sequence[Cell]) -> None:
+def _prepare_data(cells: Sequence[Cell], download: bool = False) -> None:
     """Load (and download) each data set once before any cell starts: a missing data set or a split
-    that does not fit it is an error now, not in every cell, and workers do not race for downloads."""
+    that does not fit it is an error now, not in every cell, and workers do not race for downloads.
+    `download` fetches what is missing even where the grid does not say ``download = true``."""
+    from ..data import load_dataset
     from .cell import load_cell_data
 
     seen = set()
     for cell in cells:
-        key = json.dumps(data_load_args(cell), sort_keys=True, default=str)
+        args = data_load_args(cell)
+        key = json.dumps(args, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
+            if download and not args["download"]:
+                load_dataset(**{**args, "download": True})
             load_cell_data(cell)
 
 
@@ -92,6 +97,7 @@ def run(
     metric: str = "val_acc",
     mode: str = "max",
     search_seed: int = 0,
+    download: bool = False,
 ) -> SweepResult:
     """Train every cell of `grid` into ``out/CELL`` run folders; return each cell's outcome.
 
@@ -120,6 +126,8 @@ def run(
         address: ray: ``"auto"`` or ``"ray://HOST:PORT"`` to join a cluster (default: start a local Ray).
         cpus_per_run, gpus_per_run: ray: resources of each trial (``gpus_per_run=0.25``: four
             trials share a GPU; default one GPU per trial where the cluster has GPUs).
+        download: download the data sets the cells need (torchvision's CIFAR download) before
+            the first cell starts, once, whatever the grid's ``download`` says.
         search, trials, searcher, scheduler, metric, mode, search_seed: ray: sample `trials`
             cells around the grid's ``[base]`` (``["lr=loguniform(1e-4,1e-1)"]``) with Tune's
             ``"random"`` or ``"optuna"`` searcher and the ``"fifo"`` or ``"asha"`` scheduler,
@@ -159,7 +167,7 @@ def run(
         from .ray_engine import import_ray
 
         import_ray()  # a missing Ray is an error before anything is written
-    _prepare_data(cells if space is None else grid.cells)
+    _prepare_data(cells if space is None else grid.cells, download)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / GRID_FILE, grid.text)
 
