@@ -134,12 +134,11 @@ def run(
             optimising `metric` (reported per epoch) in `mode`.
 
     Example:
-        >>> result = run("examples/grids/seed001_vgg38_bn_rc_budget.toml", "runs/sweep")   # doctest: +SKIP
-        >>> result.counts()                                                                # doctest: +SKIP
-        {'done': 5}
+        result = run("examples/grids/seed001_vgg38_bn_rc_budget.toml", "runs/sweep")
+        result.counts()   # -> {'done': 5}
     """
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise GridError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if not isinstance(parallel, int) or parallel < 1:
         raise ValueError(f"parallel must be a positive integer; got {parallel!r}")
     if retries < 0:

@@ -120,7 +120,7 @@ def sweep_table(out: PathLike) -> SweepTable:
     """The results table of the sweep folder `out`: every cell that has run, measured and published.
 
     Example:
-        >>> print(sweep_table("runs/seed001").to_markdown())     # doctest: +SKIP
+        print(sweep_table("runs/seed001").to_markdown())   # after a sweep into runs/seed001
     """
     out = Path(out)
     grid, cells = load_sweep(out)
