@@ -20,8 +20,17 @@ import torch
 import torch.nn as nn
 
 from . import models as _models  # noqa: F401  (importing registers every family)
+from .layers.errors import ArgumentTypeError
 from .models._builder import BUILDER_KWARGS, valid_kwargs
-from .models._registry import TIMM_PREFIX, ModelCfg, entrypoints, model_cfgs, register_model
+from .models._registry import (
+    TIMM_PREFIX,
+    ModelCfg,
+    ModelSourceNotFoundError,
+    UnknownModelError,
+    entrypoints,
+    model_cfgs,
+    register_model,
+)
 from .models._timm import timm_pretrained_cfg
 
 __all__ = [
@@ -81,7 +90,7 @@ def _closest(name: str, n: int = 4) -> list[str]:
 
 def _require(name: str) -> Callable[..., nn.Module]:
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a string, not {type(name).__name__}")
+        raise ArgumentTypeError(f"model name must be a string, not {type(name).__name__}")
     fn = entrypoints().get(name)
     if fn is None:
         if name.startswith(TIMM_PREFIX) and name[len(TIMM_PREFIX):] in entrypoints():
@@ -93,7 +102,7 @@ def _require(name: str) -> Callable[..., nn.Module]:
         if flags and flags.group(1) in entrypoints() and model_cfgs()[flags.group(1)].family == "coursework_vgg":
             wanted = ", ".join(f"{f}=True" for f in ("bn", "rc") if f in flags.group(2))
             message += f". BN and RC are keywords: cifarnets.create({flags.group(1)!r}, {wanted})"
-        raise ValueError(message)
+        raise UnknownModelError(message)
     return fn
 
 
@@ -111,8 +120,9 @@ def create(
     `in_chans` ``None`` mean the published ones. Every model also takes timm's standard
     keywords (``drop_rate``, ``global_pool``, ``features_only``, ``pretrained_cfg_overlay``,
     ...; docs/models.md lists which each family honours). A keyword the model does not take is
-    a `TypeError` naming the closest valid ones; an unknown name is a `ValueError` naming the
-    closest registered names.
+    an `UnknownKeywordError` (a ``TypeError``) naming the closest valid ones; an unknown name is an
+    `UnknownModelError` (a ``ValueError``) naming the closest registered names. Both are
+    cifarnets errors (`cifarnets.CifarnetsError`), as is every error about a keyword's value.
 
     `name` may also be ``"local-dir:DIR"`` or ``"hf-hub:ORG/REPO"``: a folder written by
     ``cifarnets export`` (or `cifarnets.hub.export_run`), loaded through timm's loader with
@@ -146,7 +156,7 @@ def _create_from_source(name: str, pretrained: bool, **kwargs: Any) -> nn.Module
 
     source, _, location = name.partition(":")
     if source == "local-dir" and not (Path(location) / "config.json").is_file():
-        raise FileNotFoundError(
+        raise ModelSourceNotFoundError(
             f"{location} holds no config.json; make the folder with `cifarnets export RUN_DIR --out {location}`"
         )
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -6,6 +6,8 @@ from typing import Callable, Union
 
 import torch.nn as nn
 
+from .errors import ArgumentTypeError, InvalidValueError, UnknownNameError
+
 __all__ = ["ActLayer", "act_layer_name", "get_act_layer", "list_act_layers"]
 
 ActLayer = Union[str, Callable[[], nn.Module]]
@@ -44,8 +46,10 @@ def get_act_layer(act: ActLayer) -> Callable[[], nn.Module]:
         key = act.lower().replace("-", "_")
         if key in _ACT_LAYERS:
             return _ACT_LAYERS[key]
-        raise ValueError(f"unknown act {act!r}; use one of {list_act_layers()} or a module class such as torch.nn.ReLU")
-    raise TypeError(f"act must be a name or a module class, not {type(act).__name__}")
+        raise UnknownNameError(
+            f"unknown act {act!r}; use one of {list_act_layers()} or a module class such as torch.nn.ReLU"
+        )
+    raise ArgumentTypeError(f"act must be a name or a module class, not {type(act).__name__}")
 
 
 
@@ -61,6 +65,6 @@ def act_layer_name(act: ActLayer) -> str:
     for name, layer in _ACT_LAYERS.items():
         if layer is act:
             return name
-    raise ValueError(
+    raise InvalidValueError(
         f"act {act!r} has no name in {list_act_layers()}, so it cannot be written to a config; pass a name"
     )

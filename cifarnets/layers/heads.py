@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .errors import InvalidValueError, UnknownNameError
+
 __all__ = ["POOL_TYPES", "ClassifierHead"]
 
 # timm's ``global_pool`` values this head takes: "avg"/"max" pool to 1x1, "flatten" keeps the
@@ -64,9 +66,9 @@ class ClassifierHead(nn.Module):
 
     def _set_pool(self, pool_type: str, num_classes: int) -> None:
         if pool_type not in POOL_TYPES:
-            raise ValueError(f"unknown global_pool {pool_type!r}; use one of {list(POOL_TYPES)}")
+            raise UnknownNameError(f"unknown global_pool {pool_type!r}; use one of {list(POOL_TYPES)}")
         if pool_type == "" and num_classes > 0:
-            raise ValueError(
+            raise InvalidValueError(
                 f"global_pool='' returns unpooled feature maps, which a classifier cannot take (num_classes="
                 f"{num_classes}); pass num_classes=0 with it, or choose global_pool='avg'"
             )
@@ -79,7 +81,7 @@ class ClassifierHead(nn.Module):
         """Replace ``fc`` by a freshly initialised one with `num_classes` outputs (and the pooling)."""
         if pool_type is not None:
             if self.hidden_sizes and pool_type not in ("flatten", ""):
-                raise ValueError(
+                raise InvalidValueError(
                     f"this head's hidden layers were built for the flattened feature map; global_pool={pool_type!r} "
                     "would change their input size. Use 'flatten' or '' here, or build the model with global_pool="
                 )

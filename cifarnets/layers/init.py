@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from .errors import UnknownNameError
+
 __all__ = ["INIT_SCHEMES", "init_weights"]
 
 INIT_SCHEMES = ("default", "kaiming", "xavier", "orthogonal")
@@ -25,7 +27,7 @@ def init_weights(model: nn.Module, scheme: str = "default") -> nn.Module:
         >>> net = init_weights(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), "kaiming")
     """
     if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown init {scheme!r}; use one of {list(INIT_SCHEMES)}")
+        raise UnknownNameError(f"unknown init {scheme!r}; use one of {list(INIT_SCHEMES)}")
     if scheme == "default":
         return model
     for m in model.modules():

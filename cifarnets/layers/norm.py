@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import get_norm_layer as _timm_get_norm_layer
 
+from .errors import AlreadyRegisteredError, ArgumentTypeError, InvalidValueError, UnknownNameError
+
 __all__ = [
     "DetachedBatchNorm2d", "NormLayer", "create_norm", "detached_batch_norm", "norm_layer_name", "get_norm_layer",
     "list_norm_layers", "register_norm_layer",
@@ -220,7 +222,7 @@ def register_norm_layer(name: str, layer: Callable[[int], nn.Module]) -> None:
         >>> register_norm_layer("instancenorm_affine", lambda c: nn.InstanceNorm2d(c, affine=True))
     """
     if name in _NORM_LAYERS and _NORM_LAYERS[name] is not layer:
-        raise ValueError(f"norm layer {name!r} is already registered as {_NORM_LAYERS[name]!r}")
+        raise AlreadyRegisteredError(f"norm layer {name!r} is already registered as {_NORM_LAYERS[name]!r}")
     _NORM_LAYERS[name] = layer
 
 
@@ -244,14 +246,14 @@ def get_norm_layer(norm_layer: NormLayer) -> Optional[Callable[[int], nn.Module]
     if norm_layer is None or callable(norm_layer):
         return norm_layer
     if not isinstance(norm_layer, str):
-        raise TypeError(f"norm_layer must be a name, a class or None, not {type(norm_layer).__name__}")
+        raise ArgumentTypeError(f"norm_layer must be a name, a class or None, not {type(norm_layer).__name__}")
     key = norm_layer.lower().replace("-", "_")
     if key in _NORM_LAYERS:
         return _NORM_LAYERS[key]
     try:
         return _timm_get_norm_layer(key)
     except (AssertionError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(
+        raise UnknownNameError(
             f"unknown norm_layer {norm_layer!r}; use one of {list_norm_layers()}, a timm 2-D norm "
             f"name such as 'groupnorm', a class such as torch.nn.BatchNorm2d, or None"
         ) from err
@@ -272,7 +274,7 @@ def norm_layer_name(norm_layer: NormLayer) -> Optional[str]:
     for name, layer in _NORM_LAYERS.items():
         if layer is norm_layer:
             return name
-    raise ValueError(
+    raise InvalidValueError(
         f"norm_layer {norm_layer!r} has no registered name, so it cannot be written to a config; register it "
         f"with cifarnets.register_norm_layer('my_norm', ...) and pass the name"
     )

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UnknownNameError
+
 __all__ = ["CLASS_NAMES", "NORMALIZATION", "Normalization", "get_normalization"]
 
 
@@ -70,7 +72,7 @@ NORMALIZATION: dict[str, Normalization] = {
 
 
 def get_normalization(name: str) -> Normalization:
-    """The preset `name` of `NORMALIZATION`, or a `ValueError` that lists the valid names.
+    """The preset `name` of `NORMALIZATION`, or an `UnknownNameError` (a ``ValueError``) that lists the valid names.
 
     Example:
         >>> get_normalization("cifar10_seed000").std
@@ -78,7 +80,7 @@ def get_normalization(name: str) -> Normalization:
     """
     key = name.lower().replace("-", "_")
     if key not in NORMALIZATION:
-        raise ValueError(f"unknown normalisation preset {name!r}; choose one of {sorted(NORMALIZATION)}")
+        raise UnknownNameError(f"unknown normalisation preset {name!r}; choose one of {sorted(NORMALIZATION)}")
     return NORMALIZATION[key]
 
 

@@ -37,7 +37,9 @@ from timm.layers import DropPath
 from ..layers import (
     SHORTCUTS,
     ActLayer,
+    InvalidValueError,
     NormLayer,
+    UnknownNameError,
     create_norm,
     create_shortcut,
     get_act_layer,
@@ -197,19 +199,19 @@ class CourseworkVGG(CifarNet):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, global_pool=global_pool)
         name = type(self).__name__
         if arch.stages < 1 or arch.blocks < 0:
-            raise ValueError(f"a coursework VGG needs stages >= 1 and blocks >= 0, got {arch}")
+            raise InvalidValueError(f"a coursework VGG needs stages >= 1 and blocks >= 0, got {arch}")
         check_count("width", width, 1, "pass the filters per convolution as a whole number, e.g. width=32 "
                     "(the reports')")
         if shortcut is not None and shortcut not in SHORTCUTS:
-            raise ValueError(f"unknown shortcut {shortcut!r}; use one of {list(SHORTCUTS)}")
+            raise UnknownNameError(f"unknown shortcut {shortcut!r}; use one of {list(SHORTCUTS)}")
         if shortcut not in (None, "none") and not rc:
-            raise ValueError(
+            raise InvalidValueError(
                 f"shortcut={shortcut!r} is a residual connection across the reduction blocks, but rc=False; "
                 f"pass rc=True to use it, or drop shortcut="
             )
         norm = with_bn_args(get_norm_layer(norm_layer), bn_momentum, bn_eps, name)
         if bn and norm is None:
-            raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
+            raise InvalidValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
         if shortcut is None:
             shortcut = arch.default_shortcut if rc else "none"
         if rc and arch.blocks == 0 and shortcut == "none":

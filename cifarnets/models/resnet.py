@@ -26,7 +26,9 @@ from timm.layers import DropPath
 
 from ..layers import (
     ActLayer,
+    InvalidValueError,
     NormLayer,
+    UnknownNameError,
     create_norm,
     create_shortcut,
     get_act_layer,
@@ -149,11 +151,11 @@ class CifarResNet(CifarNet):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, global_pool=global_pool)
         name = type(self).__name__
         if shortcut not in _RESNET_SHORTCUTS:
-            raise ValueError(f"unknown shortcut {shortcut!r} for a ResNet; use one of {list(_RESNET_SHORTCUTS)}")
+            raise UnknownNameError(f"unknown shortcut {shortcut!r} for a ResNet; use one of {list(_RESNET_SHORTCUTS)}")
         if not len(arch.widths) == len(arch.blocks) == len(arch.strides):
-            raise ValueError(f"widths, blocks and strides need one entry per stage: {arch}")
+            raise InvalidValueError(f"widths, blocks and strides need one entry per stage: {arch}")
         if bn and norm_layer is None:
-            raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
+            raise InvalidValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
         norm = with_bn_args(get_norm_layer(None if bn is False else norm_layer), bn_momentum, bn_eps, name)
         dpr = check_rate("drop_path_rate", drop_path_rate, name)
         check_rate("drop_block_rate", drop_block_rate, name, supported=False, why="DropBlock is not implemented")

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from timm.models import checkpoint_seq
 
-from ..layers import ActLayer, NormLayer, get_act_layer, get_norm_layer, init_weights
+from ..layers import ActLayer, InvalidValueError, NormLayer, get_act_layer, get_norm_layer, init_weights
 from ._base import CifarNet, check_rate, with_bn_args
 from ._builder import build_model
 from ._registry import ModelCfg, register_model
@@ -137,7 +137,7 @@ class VGG(CifarNet):
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         reduction = 2 ** arch.pools
         if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < reduction for v in size):
-            raise ValueError(f"img_size={img_size!r}: the fixed head needs an int (or (H, W)) of at least the "
+            raise InvalidValueError(f"img_size={img_size!r}: the fixed head needs an int (or (H, W)) of at least the "
                              f"network's down-sampling ({reduction}), e.g. img_size=32")
         check_rate("drop_path_rate", drop_path_rate, name, supported=False, why="a plain VGG has no residual path")
         check_rate("drop_block_rate", drop_block_rate, name, supported=False, why="DropBlock is not implemented")
