@@ -97,7 +97,7 @@ def _require(name: str) -> Callable[..., nn.Module]:
             return entrypoints()[name[len(TIMM_PREFIX):]]
         close = _closest(name)
         message = f"unknown model {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
-        message += f" (cifarnets.list_models() lists all {len(entrypoints())})"
+        message += f" (cifarnets.list_models(), or `cifarnets list`, lists all {len(entrypoints())})"
         flags = re.fullmatch(r"(.+?)[_+-]?(bn|rc|bn[_+-]?rc)", name.lower())
         if flags and flags.group(1) in entrypoints() and model_cfgs()[flags.group(1)].family == "coursework_vgg":
             wanted = ", ".join(f"{f}=True" for f in ("bn", "rc") if f in flags.group(2))
