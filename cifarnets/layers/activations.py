@@ -13,7 +13,8 @@ __all__ = ["ActLayer", "act_layer_name", "get_act_layer", "list_act_layers"]
 ActLayer = Union[str, Callable[[], nn.Module]]
 
 # torch's own classes (not timm's wrappers) so that models pickle and print plainly.
-# Leaky ReLU keeps PyTorch's default slope 0.01, the coursework networks' activation (SPEC §1a).
+# Leaky ReLU keeps PyTorch's default slope 0.01, the coursework networks' activation (the VGG38 report §5,
+# the deeper-VGG report's Algorithm 1; the slope is inferred: docs/references.md).
 _ACT_LAYERS: dict[str, Callable[[], nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "relu": nn.ReLU,

@@ -1,8 +1,9 @@
 """Weight initialisation schemes for the ``init=`` argument of the models.
 
 The default, ``"default"``, leaves PyTorch's own initialisation in place (Kaiming-uniform
-with a = sqrt(5) for conv and linear weights). The seeds' headline result, that plain VGG38
-does not train while BN or RC fix it (SPEC §1a), depends on that default, so it must stay.
+with a = sqrt(5) for conv and linear weights). The coursework reports' headline result, that plain
+VGG38 does not train while BN or RC fix it (the VGG38 report, §6 and Table 1; the deeper-VGG
+report, §2), depends on that default, so it must stay (docs/references.md: an inference).
 """
 
 from __future__ import annotations

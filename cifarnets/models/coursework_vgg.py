@@ -1,6 +1,7 @@
-"""The coursework VGG family of seeds 001-003: VGG08, VGG38, VGG68, VGG72, VGG106.
+"""The coursework VGG family of the VGG38 reports and the deeper-VGG report: VGG08, VGG38, VGG68, VGG72, VGG106.
 
-Every convolution is 3x3, padding 1, 32 filters (SPEC §1a). A network is an entry
+Every convolution is 3x3, padding 1, 32 filters (the VGG38 report §5 and Table 1; the width is
+inferred from its parameter counts, docs/references.md). A network is an entry
 convolution, S stages of B processing blocks and one reduction block each, and a global
 average pool with a linear classifier::
 
@@ -110,7 +111,8 @@ class ProcessingBlock(nn.Module):
 class ReductionBlock(nn.Module):
     """conv → [BN] → act → avgpool 2x2 → conv → [BN] → (+ shortcut(x)) → act; halves H, W.
 
-    Its convolutions have biases, as in the coursework framework (SPEC §1a).
+    Its convolutions have biases, as in the coursework framework (inferred from the VGG38
+    report's Table 1 counts; docs/references.md).
     """
 
     def __init__(
@@ -143,7 +145,7 @@ class ReductionBlock(nn.Module):
 
 
 class CourseworkVGG(CifarNet):
-    """A coursework VGG of any S x B shape (seeds 001-003, SPEC §1a).
+    """A coursework VGG of any S x B shape (the VGG38 reports, the deeper-VGG report's Algorithm 1).
 
     Args:
         arch: stages, blocks per stage and the report's reduction shortcut (positional).

@@ -1,13 +1,13 @@
-"""CIFAR ResNets: seed 000's ResNet-18 and He et al. 2016's ResNet-20/32/44/56/110.
+"""CIFAR ResNets: the ResNet-18 report's ResNet-18 and He et al. 2016's ResNet-20/32/44/56/110.
 
 Both are a 3x3 stem at full resolution, stages of BasicBlocks (conv3x3 → BN → ReLU →
 conv3x3 → BN → + shortcut → ReLU) whose first block may down-sample with stride 2, and a
 global-average-pool linear classifier.
 
-- ResNet-18 (seed 000, "ResNet-18 Complete Structure"; SPEC §1b): stem 64; 4 stages x 2
+- ResNet-18 (the ResNet-18 report, "ResNet-18 Complete Structure"): stem 64; 4 stages x 2
   blocks of 64/128/256/512 channels, strides 1/2/2/2; 1x1 conv + BN projection where the
   shape changes. 11,173,962 parameters at 10 classes.
-- ResNet-(6n+2) (He et al. 2016 §4.2, the source of the seeds' shortcut discussion): stem 16;
+- ResNet-(6n+2) (He et al. 2016 §4.2, the source of the VGG38 reports' shortcut discussion): stem 16;
   3 stages x n blocks of 16/32/64 channels. The paper's CIFAR nets use option A, a
   parameter-free zero-padded strided identity (``shortcut="zeropad"``, the default);
   option B, ``"projection"``, adds 2,752 parameters. ResNet-20 has 269,722 parameters,

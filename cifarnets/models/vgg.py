@@ -1,15 +1,15 @@
-"""Seed 004's classic VGG nets for CIFAR-10: VGG-16, VGG-16-BN and VGG-8.
+"""The AlexNet/VGG report's classic VGG nets for CIFAR-10: VGG-16, VGG-16-BN and VGG-8.
 
 A plain stack of 3x3 convolutions (stride 1, padding 1, bias, ReLU; BN before the ReLU in
-the BN variant) and 2x2/2 max-pools, then a fixed fully connected head (seed 004 §2.2-2.4,
-SPEC §1b)::
+the BN variant) and 2x2/2 max-pools, then a fixed fully connected head (the AlexNet/VGG
+report, §2.2-2.4 and Table 1)::
 
     VGG-16     [64,64,M,128,128,M,256x3,M,512x3,M,512x3,M]  FC 512 → 4096 → 4096 → 10   33,638,218
     VGG-16-BN  the same, BN after every conv                                          33,646,666
     VGG-8      [64,64,M,128,128,M,256,256,M,512,512,M]      FC 2048 → 4096 → 10        13,119,050
 
 The head is ReLU + dropout 0.5 after every hidden FC layer. That dropout is an inference
-for VGG-16: seed 004 says only "similar regularization techniques as AlexNet" (whose FC
+for VGG-16: the AlexNet/VGG report says only "similar regularization techniques as AlexNet" (whose FC
 layers have dropout 0.5). Its VGG-8 prose does not mention dropout; it gets the same head as
 VGG-16 here (``drop_rate=`` changes it).
 
