@@ -1,4 +1,4 @@
-"""cifarnets: the CIFAR-scale networks of the seed reports, exact to their published figures.
+"""cifarnets: the CIFAR-scale networks of the five reports, exact to their published figures.
 
     >>> import cifarnets
     >>> cifarnets.list_models("vgg*")

@@ -129,10 +129,10 @@ def create(
     the architecture and keywords stored in its ``config.json``.
 
     Example:
-        >>> m = create("vgg38", bn=True, rc=True)          # seed 001's VGG38 BN+RC
+        >>> m = create("vgg38", bn=True, rc=True)          # the VGG38 report's VGG38 BN+RC
         >>> sum(p.numel() for p in m.parameters())
         338500
-        >>> m = create("resnet18", norm_layer="detached_batchnorm")   # seed 000's experiment
+        >>> m = create("resnet18", norm_layer="detached_batchnorm")   # the ResNet-18 report's experiment
     """
     if isinstance(name, str) and name.split(":", 1)[0] in ("local-dir", "hf-hub"):
         return _create_from_source(name, pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)

@@ -1,4 +1,4 @@
-"""Layers: DetachedBatchNorm2d (seed 000), the norm/act factories, shortcuts, input checks."""
+"""Layers: DetachedBatchNorm2d (the ResNet-18 report), the norm/act factories, shortcuts, input checks."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_forward_and_running_stats_identical_in_train_and_eval(momentum):
 
 
 def test_input_gradient_is_the_detached_statistics_gradient():
-    """Seed 000 §Custom Batch Normalization: no gradient through mean and variance."""
+    """The ResNet-18 report §Custom Batch Normalization: no gradient through mean and variance."""
     bn, detached = twin_norms()
     x = torch.randn(8, 4, 5, 5, dtype=torch.float64)
     upstream = torch.randn_like(x)
@@ -161,7 +161,7 @@ def test_init_weights_rejects_unknown_scheme():
 
 
 def test_biased_running_variance_is_seed000s_and_differs_by_at_most_n_over_n_minus_1():
-    """Seed 000's CustomBatchNorm2d keeps inp.var(unbiased=False) in its running variance."""
+    """The ResNet-18 report's CustomBatchNorm2d keeps inp.var(unbiased=False) in its running variance."""
     torch.manual_seed(0)
     default = DetachedBatchNorm2d(3).double()
     report = DetachedBatchNorm2d(3, biased_running_var=True).double()

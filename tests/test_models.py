@@ -94,7 +94,7 @@ def test_classic_nets_default_to_ten_classes():
 
 
 def test_coursework_wiring_processing_block():
-    """Seed 001 §5: conv → BN → act → conv → BN → (+x) → act, BN before the activation."""
+    """The VGG38 report §5: conv → BN → act → conv → BN → (+x) → act, BN before the activation."""
     model = cifarnets.create("vgg38", bn=True, rc=True).eval()
     block = model.stages[0].block0
     x = torch.randn(2, 32, 8, 8)
@@ -362,7 +362,7 @@ def first_conv_grad(name, seed=0, **kwargs):
 
 
 def test_plain_vgg38_gradients_vanish_at_default_init_and_bn_rc_restore_them():
-    """Seeds 001-003 Figs. 2, 3, 5, at PyTorch's default init."""
+    """The coursework reports' Figs. 2, 3, 5, at PyTorch's default init."""
     healthy = first_conv_grad("vgg08")
     plain = first_conv_grad("vgg38")
     assert plain < 1e-9 * healthy, (plain, healthy)  # many orders of magnitude below VGG08

@@ -116,17 +116,17 @@ def test_bad_input_is_a_value_error_naming_the_expected_shape():
 
 def test_model_info_card():
     info = cifarnets.model_info("vgg106")
-    assert info.family == "coursework_vgg" and "seed 003" in info.source
+    assert info.family == "coursework_vgg" and "the deeper-VGG report" in info.source
     assert info.num_classes == 100 and info.dataset == "cifar100"
     assert info.params == 1_210_948 and info.defaults == {"bn": True, "rc": True}
     # The card names a preset of the one normalisation table the data loaders use too.
     assert info.norm == "cifar100" and (info.mean, info.std) == (NORMALIZATION["cifar100"].mean,
                                                                   NORMALIZATION["cifar100"].std)
-    assert cifarnets.model_info("resnet18").std == (0.2023, 0.1994, 0.2010)  # seed 000's copied std
+    assert cifarnets.model_info("resnet18").std == (0.2023, 0.1994, 0.2010)  # the ResNet-18 report's copied std
     assert "bn" in info.keywords and info.timm_name == "cifarnets_vgg106"
     text = str(info)
-    assert "1,210,948" in text and "seed 003" in text
-    assert cifarnets.model_info("vgg16").std == (0.2470, 0.2435, 0.2616)  # seed 004's true std
+    assert "1,210,948" in text and "the deeper-VGG report" in text
+    assert cifarnets.model_info("vgg16").std == (0.2470, 0.2435, 0.2616)  # the AlexNet/VGG report's true std
 
 
 def test_user_registered_model(clean_registry):

@@ -12,7 +12,7 @@ from .errors import InvalidValueError, UnknownNameError
 __all__ = ["POOL_TYPES", "ClassifierHead"]
 
 # timm's ``global_pool`` values this head takes: "avg"/"max" pool to 1x1, "flatten" keeps the
-# whole map for a fixed fully connected head (seed 004's AlexNet/VGG nets), "" passes the
+# whole map for a fixed fully connected head (the AlexNet/VGG report's nets), "" passes the
 # unpooled feature maps through (timm's convention; only without a classifier).
 POOL_TYPES = ("avg", "max", "flatten", "")
 
@@ -22,7 +22,7 @@ class ClassifierHead(nn.Module):
 
     With ``pool_type="avg"`` it is the GAP → Linear head of the coursework VGGs and the
     ResNets. With ``pool_type="flatten"`` and `hidden` sizes it is the fixed fully connected
-    head of seed 004's AlexNet/VGG nets: flatten → (Linear → ReLU → Dropout) per hidden size
+    head of the AlexNet/VGG report's nets: flatten → (Linear → ReLU → Dropout) per hidden size
     → Linear, which puts dropout before every linear layer but the first.
 
     ``num_classes=0`` makes ``fc`` an identity, so the model returns pre-logits, and

@@ -1,6 +1,6 @@
 """Normalisation layers and the factory every model uses to pick one.
 
-`DetachedBatchNorm2d` is seed 000's "custom batch normalization" (§ Custom Batch
+`DetachedBatchNorm2d` is the ResNet-18 report's "custom batch normalization" (§ Custom Batch
 Normalization, Table 4): batch norm whose batch mean and variance are cut from autograd.
 """
 
@@ -37,7 +37,7 @@ class _DetachedBatchNormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, biased: bool):
         if biased and running_mean is not None and running_var is not None:
-            # Seed 000's code: the running variance follows the *biased* batch variance.
+            # The ResNet-18 report's code: the running variance follows the *biased* batch variance.
             out, save_mean, save_invstd = torch.native_batch_norm(x, weight, bias, None, None, True, momentum, eps)
             with torch.no_grad():
                 running_mean.mul_(1 - momentum).add_(save_mean.to(running_mean.dtype), alpha=momentum)
@@ -113,10 +113,10 @@ def detached_batch_norm(
     eps: float,
     biased_running_var: bool = False,
 ) -> torch.Tensor:
-    """Training-mode batch norm with the batch mean and variance cut from autograd (seed 000).
+    """Training-mode batch norm with the batch mean and variance cut from autograd (the ResNet-18 report).
 
     Updates `running_mean`/`running_var` in place when given (with the unbiased batch variance
-    as `nn.BatchNorm2d` does, or the biased one as seed 000's code does when
+    as `nn.BatchNorm2d` does, or the biased one as the ResNet-18 report's code does when
     `biased_running_var`). Registered with `torch.fx.wrap`, so fx-based tools see one call.
 
     Example:
@@ -136,17 +136,17 @@ torch.fx.wrap("detached_batch_norm")
 
 
 class DetachedBatchNorm2d(nn.BatchNorm2d):
-    """`nn.BatchNorm2d` with no gradient through the batch mean and variance (seed 000).
+    """`nn.BatchNorm2d` with no gradient through the batch mean and variance (the ResNet-18 report).
 
     Forward, eval behaviour and `state_dict` keys are exactly those of `nn.BatchNorm2d`, so
     weights move freely between the two. Only the backward differs: the batch statistics are
     treated as constants, so the input gradient is ``grad_out * weight / sqrt(var + eps)``
     instead of the full batch-norm gradient, while the gradients of weight (gamma) and bias
-    (beta) are unchanged. Seed 000 trains ResNet-18 with it and gets about 22 % on CIFAR-10
+    (beta) are unchanged. The ResNet-18 report trains ResNet-18 with it and gets about 22 % on CIFAR-10
     (Table 4).
 
     Running statistics: by default they are updated exactly as `nn.BatchNorm2d` updates them,
-    with the *unbiased* batch variance. Seed 000's code ("Custom Batch Normalization",
+    with the *unbiased* batch variance. The ResNet-18 report's code ("Custom Batch Normalization",
     ``var_batch = inp.var(dim=[0, 2, 3], unbiased=False)``) keeps the *biased* one;
     ``biased_running_var=True`` (or ``norm_layer="detached_batchnorm_biased"``) does that.
     The two running variances differ by a factor of at most n/(n-1), n = N*H*W values per

@@ -1,8 +1,8 @@
 """Parameter-free and projection shortcuts for residual blocks that change resolution.
 
-He et al. 2016 (§4.2, CIFAR) name the two choices the seeds discuss (seed 001 §5.1):
+He et al. 2016 (§4.2, CIFAR) name the two choices the reports discuss (the VGG38 report §5.1):
 option A, a strided identity with zero-padded extra channels, and option B, a strided 1x1
-projection. Seed 003 (Algorithm 1) uses a third: the identity average-pooled like the
+projection. The deeper-VGG report (Algorithm 1) uses a third: the identity average-pooled like the
 main path.
 """
 

@@ -22,7 +22,7 @@ __all__ = ["AlexNetCifar"]
 
 
 class AlexNetCifar(VGG):
-    """Seed 004's CIFAR AlexNet: a `VGG` with AlexNet's layer layout and head.
+    """The AlexNet/VGG report's CIFAR AlexNet: a `VGG` with AlexNet's layer layout and head.
 
     Example:
         >>> import torch
@@ -35,18 +35,18 @@ ALEXNET_CIFAR = VGGConfig((64, "M", 192, "M", 384, 256, 256, "M"), hidden=(4096,
 
 default_cfgs = {
     "alexnet_cifar": ModelCfg(
-        family="alexnet", source="seed 004 (§2.1, Tables 1, 2, 5)", summary="5 conv (3x3) + 3 FC",
+        family="alexnet", source="the AlexNet/VGG report (§2.1, Tables 1, 2, 5)", summary="5 conv (3x3) + 3 FC",
         paper_name=SEED004_TITLE, norm="cifar10", pool_size=(4, 4),
         fixed_input_size=True, first_conv="features.conv1", classifier="head.fc", published_params=23_238_474,
-        notes="Seed 004: 87.81 % CIFAR-10 test accuracy after 40 epochs. Its printed receptive-field table uses "
-              "the jump after each pool; the corrected sizes are 3, 4, 8, 10, 18, 26, 34, 38 (its §4.4, Table 2; "
-              "docs/references.md).",
+        notes="The AlexNet/VGG report: 87.81 % CIFAR-10 test accuracy after 40 epochs. Its printed receptive-field "
+              "table uses the jump after each pool; the corrected sizes are 3, 4, 8, 10, 18, 26, 34, 38 (its §4.4, "
+              "Table 2; docs/references.md).",
     ),
 }
 
 
 @register_model
 def alexnet_cifar(pretrained: bool = False, **kwargs: Any) -> AlexNetCifar:
-    """AlexNet for CIFAR-10 (seed 004 §2.1): 23,238,474 parameters."""
+    """AlexNet for CIFAR-10 (the AlexNet/VGG report §2.1): 23,238,474 parameters."""
     cfg = default_cfgs["alexnet_cifar"]
     return build_model(AlexNetCifar, ALEXNET_CIFAR, "alexnet_cifar", cfg, pretrained, **kwargs)

@@ -111,7 +111,7 @@ class CifarResNet(CifarNet):
         shortcut: where a block changes shape, ``"zeropad"`` (option A) or ``"projection"``
             (option B: 1x1 strided conv + norm).
         norm_layer: normalisation after every conv, e.g. `cifarnets.DetachedBatchNorm2d`
-            (seed 000's experiment); ``None`` for none.
+            (the ResNet-18 report's experiment); ``None`` for none.
         bn: ``False`` is ``norm_layer=None`` (a ResNet without normalisation); ``True`` or
             ``None`` keep `norm_layer` (batch norm by default). ``bn=True`` with
             ``norm_layer=None`` is a contradiction and raises.
@@ -227,13 +227,13 @@ def _he2016_cfg(variant: str) -> ModelCfg:
 default_cfgs = {
     "resnet18": ModelCfg(
         family="cifar_resnet",
-        source="seed 000 ('ResNet-18 Complete Structure', Tables 1-5)",
+        source="the ResNet-18 report ('ResNet-18 Complete Structure', Tables 1-5)",
         summary="4 stages x 2 BasicBlocks, 64-512 ch, 1x1 projections",
         paper_name="Hyperparameter Tuning and Custom Batch Normalization for ResNet-18 on CIFAR-10",
         norm="cifar10_seed000", pool_size=(4, 4), min_input_size=(3, 8, 8),
         defaults={"shortcut": "projection"},
         published_params=11_173_962,
-        notes="3x3 stem, no max-pool; 1x1 conv + BN projections where the shape changes. Seed 000: 95.10 % "
+        notes="3x3 stem, no max-pool; 1x1 conv + BN projections where the shape changes. The ResNet-18 report: 95.10 % "
               "CIFAR-10 test accuracy; with norm_layer=cifarnets.DetachedBatchNorm2d it trains to only ~22 %.",
     ),
     **{name: _he2016_cfg(name) for name in _HE2016_PARAMS},
@@ -242,7 +242,7 @@ default_cfgs = {
 
 @register_model
 def resnet18(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
-    """ResNet-18 for CIFAR (seed 000): 11,173,962 parameters at 10 classes."""
+    """ResNet-18 for CIFAR (the ResNet-18 report): 11,173,962 parameters at 10 classes."""
     return _create("resnet18", pretrained, **kwargs)
 
 
