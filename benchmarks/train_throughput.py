@@ -594,7 +594,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
                    help=f"default {' '.join(DEFAULT_MODELS)}")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 128 (seeds 000/004) on CUDA")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default 64 on CPU, 128 (the ResNet-18 and AlexNet/VGG reports) on CUDA")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per slice (default: CPU per model, vgg08 8 ... resnet18 1; CUDA 50)")
     p.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7 on CPU, 9 on CUDA)")

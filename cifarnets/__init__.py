@@ -1,4 +1,4 @@
-"""cifarnets: the CIFAR-scale networks of the seed reports, exact to their published figures.
+"""cifarnets: the CIFAR-scale networks of the five reports, exact to their published figures.
 
     >>> import cifarnets
     >>> cifarnets.list_models("vgg*")
@@ -10,7 +10,7 @@ Every model is also reachable as ``timm.create_model("cifarnets_<name>")``.
 
 from ._utils import CifarnetsError
 from .layers import DetachedBatchNorm2d, get_act_layer, get_norm_layer, register_norm_layer
-from .models import ModelCfg
+from .models import ModelCfg, NoPretrainedWeightsError, UnknownKeywordError, UnknownModelError
 from .registry import ModelInfo, count_params, create, is_model, list_models, model_info, register_model
 
 __version__ = "0.1.0"
@@ -28,6 +28,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "CifarnetsError", "DetachedBatchNorm2d", "ModelCfg", "ModelInfo", "__version__", "count_params", "create",
-    "get_act_layer", "get_norm_layer", "is_model", "list_models", "model_info", "register_model", "register_norm_layer",
+    "CifarnetsError", "DetachedBatchNorm2d", "ModelCfg", "ModelInfo", "NoPretrainedWeightsError", "UnknownKeywordError",
+    "UnknownModelError", "__version__", "count_params", "create", "get_act_layer", "get_norm_layer", "is_model",
+    "list_models", "model_info", "register_model", "register_norm_layer",
 ]

@@ -20,8 +20,17 @@ import torch
 import torch.nn as nn
 
 from . import models as _models  # noqa: F401  (importing registers every family)
+from .layers.errors import ArgumentTypeError
 from .models._builder import BUILDER_KWARGS, valid_kwargs
-from .models._registry import TIMM_PREFIX, ModelCfg, entrypoints, model_cfgs, register_model
+from .models._registry import (
+    TIMM_PREFIX,
+    ModelCfg,
+    ModelSourceNotFoundError,
+    UnknownModelError,
+    entrypoints,
+    model_cfgs,
+    register_model,
+)
 from .models._timm import timm_pretrained_cfg
 
 __all__ = [
@@ -81,19 +90,19 @@ def _closest(name: str, n: int = 4) -> list[str]:
 
 def _require(name: str) -> Callable[..., nn.Module]:
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a string, not {type(name).__name__}")
+        raise ArgumentTypeError(f"model name must be a string, not {type(name).__name__}")
     fn = entrypoints().get(name)
     if fn is None:
         if name.startswith(TIMM_PREFIX) and name[len(TIMM_PREFIX):] in entrypoints():
             return entrypoints()[name[len(TIMM_PREFIX):]]
         close = _closest(name)
         message = f"unknown model {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
-        message += f" (cifarnets.list_models() lists all {len(entrypoints())})"
+        message += f" (cifarnets.list_models(), or `cifarnets list`, lists all {len(entrypoints())})"
         flags = re.fullmatch(r"(.+?)[_+-]?(bn|rc|bn[_+-]?rc)", name.lower())
         if flags and flags.group(1) in entrypoints() and model_cfgs()[flags.group(1)].family == "coursework_vgg":
             wanted = ", ".join(f"{f}=True" for f in ("bn", "rc") if f in flags.group(2))
             message += f". BN and RC are keywords: cifarnets.create({flags.group(1)!r}, {wanted})"
-        raise ValueError(message)
+        raise UnknownModelError(message)
     return fn
 
 
@@ -111,18 +120,19 @@ def create(
     `in_chans` ``None`` mean the published ones. Every model also takes timm's standard
     keywords (``drop_rate``, ``global_pool``, ``features_only``, ``pretrained_cfg_overlay``,
     ...; docs/models.md lists which each family honours). A keyword the model does not take is
-    a `TypeError` naming the closest valid ones; an unknown name is a `ValueError` naming the
-    closest registered names.
+    an `UnknownKeywordError` (a ``TypeError``) naming the closest valid ones; an unknown name is an
+    `UnknownModelError` (a ``ValueError``) naming the closest registered names. Both are
+    cifarnets errors (`cifarnets.CifarnetsError`), as is every error about a keyword's value.
 
     `name` may also be ``"local-dir:DIR"`` or ``"hf-hub:ORG/REPO"``: a folder written by
     ``cifarnets export`` (or `cifarnets.hub.export_run`), loaded through timm's loader with
     the architecture and keywords stored in its ``config.json``.
 
     Example:
-        >>> m = create("vgg38", bn=True, rc=True)          # seed 001's VGG38 BN+RC
+        >>> m = create("vgg38", bn=True, rc=True)          # the VGG38 report's VGG38 BN+RC
         >>> sum(p.numel() for p in m.parameters())
         338500
-        >>> m = create("resnet18", norm_layer="detached_batchnorm")   # seed 000's experiment
+        >>> m = create("resnet18", norm_layer="detached_batchnorm")   # the ResNet-18 report's experiment
     """
     if isinstance(name, str) and name.split(":", 1)[0] in ("local-dir", "hf-hub"):
         return _create_from_source(name, pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
@@ -146,7 +156,7 @@ def _create_from_source(name: str, pretrained: bool, **kwargs: Any) -> nn.Module
 
     source, _, location = name.partition(":")
     if source == "local-dir" and not (Path(location) / "config.json").is_file():
-        raise FileNotFoundError(
+        raise ModelSourceNotFoundError(
             f"{location} holds no config.json; make the folder with `cifarnets export RUN_DIR --out {location}`"
         )
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -2,8 +2,8 @@
 
 What it shows, in 3-6 minutes on 2 busy CPU cores (README: measured) and without internet:
 
-1. the zoo: every network of the seed reports with its published parameter count;
-2. seeds 001-003's central result at initialisation: with PyTorch's default init the first
+1. the zoo: every network of the five reports with its published parameter count;
+2. the coursework reports' central result at initialisation: with PyTorch's default init the first
    convolution of plain VGG38 gets a gradient about twelve orders of magnitude below VGG08's,
    and batch norm (BN), residual connections (RC) or both restore it (Figs. 2, 3 and 5);
 3. what that means for learning: VGG08, VGG38 and VGG38 BN+RC trained side by side for a
@@ -13,7 +13,7 @@ What it shows, in 3-6 minutes on 2 busy CPU cores (README: measured) and without
    1,000-image test subset) is sized for 2 CPU cores: VGG38 costs about 0.84 GFLOP per
    training image, so the earlier 3 x 4,000 images and the full 10,000-image test set took
    over ten minutes there;
-4. the receptive field of seed 004's VGG16 (212 px; the report printed 236) and a per-layer summary.
+4. the receptive field of the AlexNet/VGG report's VGG16 (212 px; the report printed 236) and a per-layer summary.
 
 Every picture lands in ``--out`` (default ``demo_out/``).
 
@@ -47,7 +47,7 @@ from cifarnets.data import DatasetNotFoundError, load_dataset, stratified_sample
 from cifarnets.registry import model_table
 from cifarnets.train import TrainConfig, fit, results_table
 
-# Seeds 001/002, Table 1: the plain baseline, the net that does not learn, and the fix.
+# The VGG38 reports, Table 1: the plain baseline, the net that does not learn, and the fix.
 TRAINED = [("vgg08", {}), ("vgg38", {}), ("vgg38", {"bn": True, "rc": True})]
 
 
@@ -94,7 +94,7 @@ def show_zoo() -> None:
 
 
 def show_gradient_at_init(out: Path) -> None:
-    section("2. Gradient at initialisation (seeds 001-003, Figs. 2, 3, 5): PyTorch default init, one batch")
+    section("2. Gradient at initialisation (the coursework reports, Figs. 2, 3, 5): PyTorch default init, one batch")
     flows = analysis.compare_gradient_flow(batch_size=64, seed=0)
     vgg08_first = flows["vgg08"].values[0]
     print(f"{'network':<14} {'weight layers':>13} {'first conv':>11} {'classifier':>11} {'first vs vgg08':>15}")
@@ -152,9 +152,9 @@ def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int
 
 
 def show_structure(out: Path) -> None:
-    section("4. Structure: seed 004's VGG16 receptive field, VGG38 BN+RC per-layer summary")
+    section("4. Structure: the AlexNet/VGG report's VGG16 receptive field, VGG38 BN+RC per-layer summary")
     rf = analysis.receptive_field(cifarnets.create("vgg16"), input_size=(3, 32, 32))
-    print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (seed 004 printed 236).")
+    print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (the AlexNet/VGG report printed 236).")
     model = cifarnets.create("vgg38", bn=True, rc=True)
     s = analysis.summary(model, input_size=(3, 32, 32))
     print(f"VGG38 BN+RC: {s.total_params:,} parameters, {s.total_macs / 1e6:.1f} M multiply-adds per 32x32 image")

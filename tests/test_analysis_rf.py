@@ -549,3 +549,11 @@ def test_input_size_and_method_errors():
     with pytest.raises(ReceptiveFieldError, match="too small for a 5x5 convolution"):
         receptive_field(nn.Sequential(nn.Conv2d(1, 1, 5)), (1, 3, 3))
 
+
+
+def test_receptive_field_errors_are_cifarnets_errors():
+    from cifarnets import CifarnetsError
+
+    with pytest.raises(CifarnetsError) as err:
+        receptive_field(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(scale_factor=2)), (3, 16, 16))
+    assert isinstance(err.value, ReceptiveFieldError) and isinstance(err.value, ValueError)

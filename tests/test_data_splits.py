@@ -19,9 +19,9 @@ def _balanced_labels(n: int, num_classes: int, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize(
     "report, num_classes, split, train_per_class, val_per_class",
     [
-        ("seed 000, CIFAR-10", 10, "40000:10000", 4000, 1000),
-        ("seeds 001-003, CIFAR-100", 100, "47500:2500", 475, 25),
-        ("seed 004, CIFAR-10", 10, None, 5000, 0),
+        ("the ResNet-18 report, CIFAR-10", 10, "40000:10000", 4000, 1000),
+        ("the coursework reports, CIFAR-100", 100, "47500:2500", 475, 25),
+        ("the AlexNet/VGG report, CIFAR-10", 10, None, 5000, 0),
     ],
 )
 def test_report_splits_have_their_sizes_and_are_stratified(report, num_classes, split, train_per_class, val_per_class):

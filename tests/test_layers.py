@@ -1,4 +1,4 @@
-"""Layers: DetachedBatchNorm2d (seed 000), the norm/act factories, shortcuts, input checks."""
+"""Layers: DetachedBatchNorm2d (the ResNet-18 report), the norm/act factories, shortcuts, input checks."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_forward_and_running_stats_identical_in_train_and_eval(momentum):
 
 
 def test_input_gradient_is_the_detached_statistics_gradient():
-    """Seed 000 §Custom Batch Normalization: no gradient through mean and variance."""
+    """The ResNet-18 report §Custom Batch Normalization: no gradient through mean and variance."""
     bn, detached = twin_norms()
     x = torch.randn(8, 4, 5, 5, dtype=torch.float64)
     upstream = torch.randn_like(x)
@@ -161,7 +161,7 @@ def test_init_weights_rejects_unknown_scheme():
 
 
 def test_biased_running_variance_is_seed000s_and_differs_by_at_most_n_over_n_minus_1():
-    """Seed 000's CustomBatchNorm2d keeps inp.var(unbiased=False) in its running variance."""
+    """The ResNet-18 report's CustomBatchNorm2d keeps inp.var(unbiased=False) in its running variance."""
     torch.manual_seed(0)
     default = DetachedBatchNorm2d(3).double()
     report = DetachedBatchNorm2d(3, biased_running_var=True).double()
@@ -174,3 +174,24 @@ def test_biased_running_variance_is_seed000s_and_differs_by_at_most_n_over_n_min
     n = 4 * 2 * 2
     torch.testing.assert_close(default.running_var, 0.9 + 0.1 * biased * n / (n - 1))
     assert "biased_running_var=True" in repr(report)
+
+
+@pytest.mark.parametrize("call, error, builtin", [
+    (lambda: get_norm_layer("bachnorm"), "UnknownNameError", ValueError),
+    (lambda: get_norm_layer(3), "ArgumentTypeError", TypeError),
+    (lambda: get_act_layer("relu6"), "UnknownNameError", ValueError),
+    (lambda: get_act_layer(3), "ArgumentTypeError", TypeError),
+    (lambda: create_shortcut("pad", 8, 8, 2), "UnknownNameError", ValueError),
+    (lambda: create_shortcut("avgpool", 8, 16, 2), "InvalidValueError", ValueError),
+    (lambda: init_weights(nn.Conv2d(1, 1, 1), "he"), "UnknownNameError", ValueError),
+    (lambda: cifarnets.layers.get_normalization("cifar1O"), "UnknownNameError", ValueError),
+    (lambda: cifarnets.layers.ClassifierHead(8, 10, pool_type="mean"), "UnknownNameError", ValueError),
+    (lambda: cifarnets.register_norm_layer("batchnorm", nn.InstanceNorm2d), "AlreadyRegisteredError", ValueError),
+    (lambda: check_input(torch.zeros(2, 1, 32, 32), 3, "vgg16"), "InputError", ValueError),
+    (lambda: check_input(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), 3, "vgg16"), "InputTypeError", TypeError),
+])
+def test_layer_errors_are_cifarnets_errors_and_the_builtin(call, error, builtin):
+    with pytest.raises(cifarnets.CifarnetsError) as err:
+        call()
+    assert type(err.value) is getattr(cifarnets.layers, error)
+    assert isinstance(err.value, builtin)

@@ -19,7 +19,8 @@ from cifarnets.models import CifarResNet, CourseworkVGG, CourseworkVGGConfig, Re
 
 ALL_MODELS = cifarnets.list_models()
 
-# SPEC §1a and §1b, and He et al. 2016 (issue 2): (name, keywords, parameters).
+# The VGG38 report's Table 1, the deeper-VGG report's §5.4 table, the AlexNet/VGG report's Table 1, the
+# ResNet-18 report's network and He et al. 2016 (issue 2): (name, keywords, parameters).
 PUBLISHED_COUNTS = [
     ("vgg08", {}, 59_716),
     ("vgg38", {}, 336_196),
@@ -40,7 +41,8 @@ PUBLISHED_COUNTS = [
     ("resnet20", {"shortcut": "projection"}, 269_722 + 2_752),
     ("resnet56", {"shortcut": "projection"}, 853_018 + 2_752),
     ("resnet110", {"shortcut": "projection"}, 1_727_962 + 2_752),
-    # Parameter-free shortcuts keep the counts (SPEC §1a notes); the pooled one is the default of vgg68.
+    # Parameter-free shortcuts keep the counts (the VGG38 report §5.1, the deeper-VGG report's Algorithm 1); the
+    # pooled one is the default of vgg68.
     ("vgg38", {"bn": True, "rc": True, "shortcut": "avgpool"}, 338_500),
     ("vgg38", {"bn": True, "rc": True, "shortcut": "zeropad"}, 338_500),
     ("vgg68", {"shortcut": "zeropad"}, 616_900),
@@ -92,7 +94,7 @@ def test_classic_nets_default_to_ten_classes():
 
 
 def test_coursework_wiring_processing_block():
-    """Seed 001 §5: conv → BN → act → conv → BN → (+x) → act, BN before the activation."""
+    """The VGG38 report §5: conv → BN → act → conv → BN → (+x) → act, BN before the activation."""
     model = cifarnets.create("vgg38", bn=True, rc=True).eval()
     block = model.stages[0].block0
     x = torch.randn(2, 32, 8, 8)
@@ -106,7 +108,8 @@ def test_coursework_wiring_processing_block():
 
 @pytest.mark.parametrize("shortcut", ["none", "avgpool", "zeropad", "projection"])
 def test_coursework_wiring_reduction_block(shortcut):
-    """SPEC §1a: conv(bias) → BN → act → avgpool → conv(bias) → BN → (+ shortcut(x)) → act."""
+    """The VGG38 report §5 and the deeper-VGG report's Algorithm 1: conv(bias) → BN → act → avgpool →
+    conv(bias) → BN → (+ shortcut(x)) → act."""
     model = cifarnets.create("vgg38", bn=True, rc=True, shortcut=shortcut).eval()
     red = model.stages[1].reduction
     assert red.conv1.bias is not None and red.conv2.bias is not None
@@ -272,7 +275,7 @@ def test_symbolic_trace(name):
 # ---------------------------------------------------------------- flags drawn by hypothesis
 
 def coursework_params(stages, blocks, width, bn, shortcut, classes, in_chans, entry_norm=True):
-    """SPEC §1a's layer list, counted by hand."""
+    """The coursework VGG layer list (the VGG38 report §5), counted by hand."""
     conv = 9 * width * width
     norm = 2 * width
     stem = 9 * in_chans * width + (norm if entry_norm else 0)
@@ -359,7 +362,7 @@ def first_conv_grad(name, seed=0, **kwargs):
 
 
 def test_plain_vgg38_gradients_vanish_at_default_init_and_bn_rc_restore_them():
-    """Seeds 001-003 Figs. 2, 3, 5, at PyTorch's default init."""
+    """The coursework reports' Figs. 2, 3, 5, at PyTorch's default init."""
     healthy = first_conv_grad("vgg08")
     plain = first_conv_grad("vgg38")
     assert plain < 1e-9 * healthy, (plain, healthy)  # many orders of magnitude below VGG08

@@ -54,6 +54,27 @@ def test_unknown_name_lists_closest_names():
         cifarnets.model_info("VGG38")
 
 
+@pytest.mark.parametrize("call, error, builtin", [
+    (lambda: cifarnets.create("vgg99"), cifarnets.UnknownModelError, ValueError),
+    (lambda: cifarnets.model_info("nosuchnet"), cifarnets.UnknownModelError, ValueError),
+    (lambda: cifarnets.create(38), cifarnets.layers.ArgumentTypeError, TypeError),
+    (lambda: cifarnets.create("vgg38", bnn=True), cifarnets.UnknownKeywordError, TypeError),
+    (lambda: cifarnets.create("vgg38", width=0), cifarnets.layers.InvalidValueError, ValueError),
+    (lambda: cifarnets.create("vgg38", drop_rate=1.5), cifarnets.layers.InvalidValueError, ValueError),
+    (lambda: cifarnets.create("resnet20", shortcut="pad"), cifarnets.layers.UnknownNameError, ValueError),
+    (lambda: cifarnets.create("vgg38", act="relu6"), cifarnets.layers.UnknownNameError, ValueError),
+    (lambda: cifarnets.create("vgg16", img_size=8), cifarnets.layers.InvalidValueError, ValueError),
+    (lambda: cifarnets.create("vgg38", pretrained=True), cifarnets.NoPretrainedWeightsError, NotImplementedError),
+    (lambda: cifarnets.create("local-dir:/nonexistent/folder"), cifarnets.models.ModelSourceNotFoundError,
+     FileNotFoundError),
+])
+def test_registry_and_model_errors_are_cifarnets_errors_and_the_builtin(call, error, builtin):
+    with pytest.raises(cifarnets.CifarnetsError) as err:
+        call()
+    assert type(err.value) is error
+    assert isinstance(err.value, builtin)
+
+
 def test_unknown_keyword_names_it_and_the_valid_ones():
     with pytest.raises(TypeError) as err:
         cifarnets.create("vgg38", bnn=True)
@@ -95,17 +116,17 @@ def test_bad_input_is_a_value_error_naming_the_expected_shape():
 
 def test_model_info_card():
     info = cifarnets.model_info("vgg106")
-    assert info.family == "coursework_vgg" and "seed 003" in info.source
+    assert info.family == "coursework_vgg" and "the deeper-VGG report" in info.source
     assert info.num_classes == 100 and info.dataset == "cifar100"
     assert info.params == 1_210_948 and info.defaults == {"bn": True, "rc": True}
     # The card names a preset of the one normalisation table the data loaders use too.
     assert info.norm == "cifar100" and (info.mean, info.std) == (NORMALIZATION["cifar100"].mean,
                                                                   NORMALIZATION["cifar100"].std)
-    assert cifarnets.model_info("resnet18").std == (0.2023, 0.1994, 0.2010)  # seed 000's copied std
+    assert cifarnets.model_info("resnet18").std == (0.2023, 0.1994, 0.2010)  # the ResNet-18 report's copied std
     assert "bn" in info.keywords and info.timm_name == "cifarnets_vgg106"
     text = str(info)
-    assert "1,210,948" in text and "seed 003" in text
-    assert cifarnets.model_info("vgg16").std == (0.2470, 0.2435, 0.2616)  # seed 004's true std
+    assert "1,210,948" in text and "the deeper-VGG report" in text
+    assert cifarnets.model_info("vgg16").std == (0.2470, 0.2435, 0.2616)  # the AlexNet/VGG report's true std
 
 
 def test_user_registered_model(clean_registry):
@@ -119,7 +140,7 @@ def test_user_registered_model(clean_registry):
     assert model.pretrained_cfg["architecture"] == "tiny_user_net"
     assert cifarnets.model_info("tiny_user_net").family == "user"
     assert timm.create_model("cifarnets_tiny_user_net", num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(cifarnets.layers.AlreadyRegisteredError, match="already registered"):
         cifarnets.register_model(tiny_user_net)
 
 

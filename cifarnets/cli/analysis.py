@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._common import add_model_arguments, model_kwargs
+from ._common import UsageError, add_model_arguments, model_kwargs
 
 __all__ = ["register"]
 
@@ -64,11 +64,11 @@ def _compare_specs(model: str | None, kwargs: dict[str, Any]) -> list[tuple[str,
     from ..registry import model_info
 
     if "bn" in kwargs or "rc" in kwargs:
-        raise ValueError("--compare sets --bn and --rc itself (plain, bn, rc, bn+rc); drop them from the command")
+        raise UsageError("--compare sets --bn and --rc itself (plain, bn, rc, bn+rc); drop them from the command")
     base = model or "vgg38"
     keywords = model_info(base).keywords
     if not {"bn", "rc"} <= set(keywords):
-        raise ValueError(f"--compare varies bn and rc, which {base} does not take (its keywords: "
+        raise UsageError(f"--compare varies bn and rc, which {base} does not take (its keywords: "
                          f"{', '.join(keywords)}); use a coursework VGG such as vgg38, or drop --compare")
     specs = [("vgg08", dict(kwargs))] if base == "vgg38" else []
     # Explicit False: models such as vgg68 are published with bn and rc on.
@@ -83,11 +83,11 @@ def _gradflow(args: argparse.Namespace) -> int:
 
     kwargs = model_kwargs(args)
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.compare:
         specs = _compare_specs(args.model, kwargs)
     elif args.model is None:
-        raise ValueError("give a MODEL (e.g. vgg38), or --compare for the reports' VGG08/VGG38 comparison")
+        raise UsageError("give a MODEL (e.g. vgg38), or --compare for the reports' VGG08/VGG38 comparison")
     else:
         specs = [(args.model, kwargs)]
     flows = compare_gradient_flow(specs, seed=args.seed, device=args.device, train=not args.eval_mode,
@@ -120,7 +120,7 @@ def _plot(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
         return 0
     if args.out is None:
-        raise ValueError("give --out DIR for the pictures (only a sweep folder has a default, DIR/plots)")
+        raise UsageError("give --out DIR for the pictures (only a sweep folder has a default, DIR/plots)")
     from .. import plots
     from ..train import History, results_table
 

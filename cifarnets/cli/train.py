@@ -1,7 +1,7 @@
 """``cifarnets train`` and ``cifarnets eval``: the reports' runs from the command line.
 
     cifarnets train vgg38 --bn --rc --dataset cifar100 --split 47500:2500 --lr 1e-2 \\
-        --min-lr 2e-5 --epochs 100 --batch-size 100 --out runs/vgg38_bn_rc      # seed 001, Table 1
+        --min-lr 2e-5 --epochs 100 --batch-size 100 --out runs/vgg38_bn_rc      # the VGG38 report, Table 1
     cifarnets train --resume runs/vgg38_bn_rc                                  # after a crash
     cifarnets train --resume runs/vgg38 --change-schedule --lr 1e-4            # after a NaN loss
     cifarnets eval runs/vgg38_bn_rc --split test
@@ -82,7 +82,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser(
         "train", help="train a model (resumable run folder)",
         description="Train a registered model on a data set; writes config, history, checkpoints and test metrics "
-                    "to a run folder, locked while it trains. Defaults are the coursework recipe of seeds 001-003 "
+                    "to a run folder, locked while it trains. Defaults are the coursework reports' recipe "
                     "(Adam 1e-3, cosine, batch 100, 100 epochs).",
     )
     p.add_argument("model", metavar="MODEL", nargs="?", help="registered model name (not needed with --resume)")

@@ -1,6 +1,6 @@
 """Data sets, splits, normalisation presets and a fast device-side input pipeline.
 
-The seed reports train on CIFAR-10 (seeds 000, 004) and CIFAR-100 (seeds 001-003) with
+The five reports train on CIFAR-10 (the ResNet-18 and AlexNet/VGG reports) and CIFAR-100 (the coursework reports) with
 random-crop + flip augmentation, per-channel normalisation and, for some, a held-out
 validation split. This package loads those data sets (plus Fashion-MNIST, available offline,
 and an in-memory SYNTHETIC set for runs without any download) as uint8 tensors, and serves
@@ -15,7 +15,7 @@ Example:
     ((100, 3, 32, 32), 45)
 
 For the real thing: ``load_dataset("cifar10", split="40000:10000", norm="cifar10_seed000",
-download=True)`` (seed 000) or ``load_dataset("cifar100", split="47500:2500")`` (seeds 001-003).
+download=True)`` (the ResNet-18 report) or ``load_dataset("cifar100", split="47500:2500")`` (the coursework reports).
 """
 
 from .augment import crop_flip, normalize, random_crop_flip, sample_crop_flip

@@ -94,7 +94,7 @@ class DataBundle:
 
     `mean`/`std` are the per-channel normalisation (on the [0, 1] scale) that
     `DeviceLoader` applies; they are chosen when the bundle is made (`load_dataset(norm=)`,
-    the reports). `val` is None when the split has no validation part (seed 004 trains on all
+    the reports). `val` is None when the split has no validation part (the AlexNet/VGG report trains on all
     50,000 images). `split` records the (train, val) sizes and `split_seed` the seed that
     drew them, so a run's log can say exactly which images it trained on.
 

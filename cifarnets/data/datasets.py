@@ -1,4 +1,4 @@
-"""Loading the data sets of the seed reports into `DataBundle`s (the seed reports; ResNet-18, VGG and AlexNet reports).
+"""Loading the data sets of the five reports into `DataBundle`s (the five reports; ResNet-18, VGG and AlexNet reports).
 
 * CIFAR-10 / CIFAR-100 come through `torchvision.datasets.CIFAR10/CIFAR100`: the same file
   layout, checksums and download code as torchvision. What cifarnets adds is an error that
@@ -252,7 +252,7 @@ def load_cifar(
 
     Files are those of torchvision (``cifar-10-batches-py/`` or ``cifar-100-python/`` under
     `data_dir`, default `default_data_dir()`), verified against torchvision's md5 lists.
-    CIFAR-100 labels are the 100 fine labels (seeds 001-003).
+    CIFAR-100 labels are the 100 fine labels (the coursework reports).
 
     Example:
         train, test, classes = load_cifar("cifar10", "~/data")
@@ -448,21 +448,21 @@ def load_dataset(
     limit: Optional[int] = None,
     synthetic_sizes: tuple[int, int] = (5000, 1000),
 ) -> DataBundle:
-    """Load a data set of the seed reports as a `DataBundle`.
+    """Load a data set of the five reports as a `DataBundle`.
 
     Args:
         name: "cifar10", "cifar100", "fashion_mnist" or "synthetic".
         data_dir: where the files are (and where `download` puts them); default
             `default_data_dir()`, and for Fashion-MNIST first `FASHION_MNIST_SYSTEM_DIR`.
         split: how the official training set is divided into train and validation:
-            ``"TRAIN:VAL"`` (``"40000:10000"`` seed 000, ``"47500:2500"`` seeds 001-003),
-            a ``(train, val)`` pair, ``None``/``"none"`` for no validation set (seed 004),
+            ``"TRAIN:VAL"`` (``"40000:10000"`` the ResNet-18 report, ``"47500:2500"`` the coursework reports),
+            a ``(train, val)`` pair, ``None``/``"none"`` for no validation set (the AlexNet/VGG report),
             or ``"default"``: CIFAR-10 40000:10000, CIFAR-100 47500:2500, Fashion-MNIST
             50000:10000, synthetic none. The val part is class-stratified and drawn from `seed`.
         seed: seed of the val split and of `limit`'s subset (not of training). The synthetic
             images themselves are fixed, like a real data set's (generation seed 0; see
             `make_synthetic_splits` for others).
-        norm: a key of `NORMALIZATION` (e.g. "cifar10_seed000" for seed 000's constants),
+        norm: a key of `NORMALIZATION` (e.g. "cifar10_seed000" for the ResNet-18 report's constants),
             "none", or an explicit ``(mean, std)``; default the data set's own preset.
         download: fetch missing CIFAR / Fashion-MNIST files with torchvision's downloader.
         limit: keep a class-stratified subset of this many *training* images (val and test

@@ -1,8 +1,8 @@
 """Per-channel normalisation presets of the data sets (the table itself is `cifarnets.layers.presets`).
 
-The seeds disagree on CIFAR-10's std: seed 000 uses (0.2023, 0.1994, 0.2010), a value
+The reports disagree on CIFAR-10's std: the ResNet-18 report uses (0.2023, 0.1994, 0.2010), a value
 copied across many CIFAR repositories that is *not* the data's standard deviation (it is
-close to the mean of the per-image stds); seed 004 uses the true per-channel std over all
+close to the mean of the per-image stds); the AlexNet/VGG report uses the true per-channel std over all
 training pixels, (0.2470, 0.2435, 0.2616). Both are kept, under names that say which is
 which, so either report can be re-run as published.
 

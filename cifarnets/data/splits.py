@@ -30,8 +30,8 @@ SplitSpec = Union[str, Sequence[int], None]
 
 # What `load_dataset` uses when `split="default"`: the report that trains on the data set.
 DEFAULT_SPLIT: dict[str, Optional[tuple[int, int]]] = {
-    "cifar10": (40000, 10000),  # seed 000
-    "cifar100": (47500, 2500),  # seeds 001-003
+    "cifar10": (40000, 10000),  # the ResNet-18 report
+    "cifar100": (47500, 2500),  # the coursework reports
     "fashion_mnist": (50000, 10000),  # the usual MNIST-style hold-out
     "synthetic": None,  # its test set is already held out; sizes are user-chosen
 }

@@ -2,6 +2,14 @@
 
 from .activations import ActLayer, act_layer_name, get_act_layer, list_act_layers
 from .checks import check_input
+from .errors import (
+    AlreadyRegisteredError,
+    ArgumentTypeError,
+    InputError,
+    InputTypeError,
+    InvalidValueError,
+    UnknownNameError,
+)
 from .heads import POOL_TYPES, ClassifierHead
 from .init import INIT_SCHEMES, init_weights
 from .norm import (
@@ -18,6 +26,8 @@ from .presets import NORMALIZATION, Normalization, get_normalization
 from .shortcuts import SHORTCUTS, ZeroPadShortcut, create_shortcut
 
 __all__ = [
+    "AlreadyRegisteredError", "ArgumentTypeError", "InputError", "InputTypeError", "InvalidValueError",
+    "UnknownNameError",
     "NORMALIZATION", "POOL_TYPES", "Normalization", "act_layer_name", "detached_batch_norm", "get_normalization",
     "norm_layer_name", "ActLayer", "ClassifierHead", "DetachedBatchNorm2d", "INIT_SCHEMES", "NormLayer", "SHORTCUTS",
     "ZeroPadShortcut",

@@ -6,12 +6,15 @@ from typing import Callable, Union
 
 import torch.nn as nn
 
+from .errors import ArgumentTypeError, InvalidValueError, UnknownNameError
+
 __all__ = ["ActLayer", "act_layer_name", "get_act_layer", "list_act_layers"]
 
 ActLayer = Union[str, Callable[[], nn.Module]]
 
 # torch's own classes (not timm's wrappers) so that models pickle and print plainly.
-# Leaky ReLU keeps PyTorch's default slope 0.01, the coursework networks' activation (SPEC §1a).
+# Leaky ReLU keeps PyTorch's default slope 0.01, the coursework networks' activation (the VGG38 report §5,
+# the deeper-VGG report's Algorithm 1; the slope is inferred: docs/references.md).
 _ACT_LAYERS: dict[str, Callable[[], nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "relu": nn.ReLU,
@@ -44,8 +47,10 @@ def get_act_layer(act: ActLayer) -> Callable[[], nn.Module]:
         key = act.lower().replace("-", "_")
         if key in _ACT_LAYERS:
             return _ACT_LAYERS[key]
-        raise ValueError(f"unknown act {act!r}; use one of {list_act_layers()} or a module class such as torch.nn.ReLU")
-    raise TypeError(f"act must be a name or a module class, not {type(act).__name__}")
+        raise UnknownNameError(
+            f"unknown act {act!r}; use one of {list_act_layers()} or a module class such as torch.nn.ReLU"
+        )
+    raise ArgumentTypeError(f"act must be a name or a module class, not {type(act).__name__}")
 
 
 
@@ -61,6 +66,6 @@ def act_layer_name(act: ActLayer) -> str:
     for name, layer in _ACT_LAYERS.items():
         if layer is act:
             return name
-    raise ValueError(
+    raise InvalidValueError(
         f"act {act!r} has no name in {list_act_layers()}, so it cannot be written to a config; pass a name"
     )

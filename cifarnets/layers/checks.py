@@ -13,6 +13,8 @@ from typing import Optional
 
 import torch
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["check_input"]
 
 
@@ -27,8 +29,9 @@ def check_input(
     reduction: int = 1,
     feature_size: Optional[tuple[int, int]] = None,
 ) -> torch.Tensor:
-    """Return `x` unchanged if a model can take it, else raise an error that says why: a
-    `TypeError` for a non-floating dtype, a `ValueError` for a wrong shape.
+    """Return `x` unchanged if a model can take it, else raise an error that says why: an
+    `InputTypeError` (a ``TypeError``) for a non-floating dtype, an `InputError` (a ``ValueError``)
+    for a wrong shape. Scripted, TorchScript raises its own ``torch.jit.Error`` with the message.
 
     Args:
         x: the batch, expected ``(N, in_chans, H, W)``.
@@ -50,29 +53,29 @@ def check_input(
     if not torch.is_floating_point(x):
         hint = (" (uint8 images: convert with x.float() / 255 and normalise with the model's "
                 "pretrained_cfg['mean'] and ['std'])") if x.dtype == torch.uint8 else ": convert it with x.float()"
-        raise TypeError(f"{model_name} expects a floating-point batch, got dtype {x.dtype}{hint}")
+        raise InputTypeError(f"{model_name} expects a floating-point batch, got dtype {x.dtype}{hint}")
     if x.dim() != 4:
-        raise ValueError(
+        raise InputError(
             f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "
             f"{_shape(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
         )
     shape = _shape(x.shape)
     c, h, w = x.size(1), x.size(2), x.size(3)
     if c != in_chans:
-        raise ValueError(
+        raise InputError(
             f"{model_name} expects input of shape {want}, got {shape}: "
             f"{c} channel{'s' if c != 1 else ''} instead of {in_chans}. "
             f"Create the model with in_chans={c}, or convert the images."
         )
     if feature_size is not None:
         if h // reduction != feature_size[0] or w // reduction != feature_size[1]:
-            raise ValueError(
+            raise InputError(
                 f"{model_name} has a fixed classifier head built for {feature_size[0]}x{feature_size[1]} feature "
                 f"maps, so it expects input of shape {want}; got {shape}. Resize or pad the images to "
                 f"{feature_size[0] * reduction}x{feature_size[1] * reduction}, or use a model with global pooling."
             )
     elif h < reduction or w < reduction:
-        raise ValueError(
+        raise InputError(
             f"{model_name} down-samples by {reduction}, so it expects input of shape {want}; got {shape}"
         )
     return x

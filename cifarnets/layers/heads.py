@@ -7,10 +7,12 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .errors import InvalidValueError, UnknownNameError
+
 __all__ = ["POOL_TYPES", "ClassifierHead"]
 
 # timm's ``global_pool`` values this head takes: "avg"/"max" pool to 1x1, "flatten" keeps the
-# whole map for a fixed fully connected head (seed 004's AlexNet/VGG nets), "" passes the
+# whole map for a fixed fully connected head (the AlexNet/VGG report's nets), "" passes the
 # unpooled feature maps through (timm's convention; only without a classifier).
 POOL_TYPES = ("avg", "max", "flatten", "")
 
@@ -20,7 +22,7 @@ class ClassifierHead(nn.Module):
 
     With ``pool_type="avg"`` it is the GAP → Linear head of the coursework VGGs and the
     ResNets. With ``pool_type="flatten"`` and `hidden` sizes it is the fixed fully connected
-    head of seed 004's AlexNet/VGG nets: flatten → (Linear → ReLU → Dropout) per hidden size
+    head of the AlexNet/VGG report's nets: flatten → (Linear → ReLU → Dropout) per hidden size
     → Linear, which puts dropout before every linear layer but the first.
 
     ``num_classes=0`` makes ``fc`` an identity, so the model returns pre-logits, and
@@ -64,9 +66,9 @@ class ClassifierHead(nn.Module):
 
     def _set_pool(self, pool_type: str, num_classes: int) -> None:
         if pool_type not in POOL_TYPES:
-            raise ValueError(f"unknown global_pool {pool_type!r}; use one of {list(POOL_TYPES)}")
+            raise UnknownNameError(f"unknown global_pool {pool_type!r}; use one of {list(POOL_TYPES)}")
         if pool_type == "" and num_classes > 0:
-            raise ValueError(
+            raise InvalidValueError(
                 f"global_pool='' returns unpooled feature maps, which a classifier cannot take (num_classes="
                 f"{num_classes}); pass num_classes=0 with it, or choose global_pool='avg'"
             )
@@ -79,7 +81,7 @@ class ClassifierHead(nn.Module):
         """Replace ``fc`` by a freshly initialised one with `num_classes` outputs (and the pooling)."""
         if pool_type is not None:
             if self.hidden_sizes and pool_type not in ("flatten", ""):
-                raise ValueError(
+                raise InvalidValueError(
                     f"this head's hidden layers were built for the flattened feature map; global_pool={pool_type!r} "
                     "would change their input size. Use 'flatten' or '' here, or build the model with global_pool="
                 )

@@ -1,13 +1,16 @@
 """Weight initialisation schemes for the ``init=`` argument of the models.
 
 The default, ``"default"``, leaves PyTorch's own initialisation in place (Kaiming-uniform
-with a = sqrt(5) for conv and linear weights). The seeds' headline result, that plain VGG38
-does not train while BN or RC fix it (SPEC §1a), depends on that default, so it must stay.
+with a = sqrt(5) for conv and linear weights). The coursework reports' headline result, that plain
+VGG38 does not train while BN or RC fix it (the VGG38 report, §6 and Table 1; the deeper-VGG
+report, §2), depends on that default, so it must stay (docs/references.md: an inference).
 """
 
 from __future__ import annotations
 
 import torch.nn as nn
+
+from .errors import UnknownNameError
 
 __all__ = ["INIT_SCHEMES", "init_weights"]
 
@@ -25,7 +28,7 @@ def init_weights(model: nn.Module, scheme: str = "default") -> nn.Module:
         >>> net = init_weights(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), "kaiming")
     """
     if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown init {scheme!r}; use one of {list(INIT_SCHEMES)}")
+        raise UnknownNameError(f"unknown init {scheme!r}; use one of {list(INIT_SCHEMES)}")
     if scheme == "default":
         return model
     for m in model.modules():

@@ -1,6 +1,6 @@
 """Normalisation layers and the factory every model uses to pick one.
 
-`DetachedBatchNorm2d` is seed 000's "custom batch normalization" (§ Custom Batch
+`DetachedBatchNorm2d` is the ResNet-18 report's "custom batch normalization" (§ Custom Batch
 Normalization, Table 4): batch norm whose batch mean and variance are cut from autograd.
 """
 
@@ -14,6 +14,8 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import get_norm_layer as _timm_get_norm_layer
+
+from .errors import AlreadyRegisteredError, ArgumentTypeError, InvalidValueError, UnknownNameError
 
 __all__ = [
     "DetachedBatchNorm2d", "NormLayer", "create_norm", "detached_batch_norm", "norm_layer_name", "get_norm_layer",
@@ -35,7 +37,7 @@ class _DetachedBatchNormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, biased: bool):
         if biased and running_mean is not None and running_var is not None:
-            # Seed 000's code: the running variance follows the *biased* batch variance.
+            # The ResNet-18 report's code: the running variance follows the *biased* batch variance.
             out, save_mean, save_invstd = torch.native_batch_norm(x, weight, bias, None, None, True, momentum, eps)
             with torch.no_grad():
                 running_mean.mul_(1 - momentum).add_(save_mean.to(running_mean.dtype), alpha=momentum)
@@ -111,10 +113,10 @@ def detached_batch_norm(
     eps: float,
     biased_running_var: bool = False,
 ) -> torch.Tensor:
-    """Training-mode batch norm with the batch mean and variance cut from autograd (seed 000).
+    """Training-mode batch norm with the batch mean and variance cut from autograd (the ResNet-18 report).
 
     Updates `running_mean`/`running_var` in place when given (with the unbiased batch variance
-    as `nn.BatchNorm2d` does, or the biased one as seed 000's code does when
+    as `nn.BatchNorm2d` does, or the biased one as the ResNet-18 report's code does when
     `biased_running_var`). Registered with `torch.fx.wrap`, so fx-based tools see one call.
 
     Example:
@@ -134,17 +136,17 @@ torch.fx.wrap("detached_batch_norm")
 
 
 class DetachedBatchNorm2d(nn.BatchNorm2d):
-    """`nn.BatchNorm2d` with no gradient through the batch mean and variance (seed 000).
+    """`nn.BatchNorm2d` with no gradient through the batch mean and variance (the ResNet-18 report).
 
     Forward, eval behaviour and `state_dict` keys are exactly those of `nn.BatchNorm2d`, so
     weights move freely between the two. Only the backward differs: the batch statistics are
     treated as constants, so the input gradient is ``grad_out * weight / sqrt(var + eps)``
     instead of the full batch-norm gradient, while the gradients of weight (gamma) and bias
-    (beta) are unchanged. Seed 000 trains ResNet-18 with it and gets about 22 % on CIFAR-10
+    (beta) are unchanged. The ResNet-18 report trains ResNet-18 with it and gets about 22 % on CIFAR-10
     (Table 4).
 
     Running statistics: by default they are updated exactly as `nn.BatchNorm2d` updates them,
-    with the *unbiased* batch variance. Seed 000's code ("Custom Batch Normalization",
+    with the *unbiased* batch variance. The ResNet-18 report's code ("Custom Batch Normalization",
     ``var_batch = inp.var(dim=[0, 2, 3], unbiased=False)``) keeps the *biased* one;
     ``biased_running_var=True`` (or ``norm_layer="detached_batchnorm_biased"``) does that.
     The two running variances differ by a factor of at most n/(n-1), n = N*H*W values per
@@ -220,7 +222,7 @@ def register_norm_layer(name: str, layer: Callable[[int], nn.Module]) -> None:
         >>> register_norm_layer("instancenorm_affine", lambda c: nn.InstanceNorm2d(c, affine=True))
     """
     if name in _NORM_LAYERS and _NORM_LAYERS[name] is not layer:
-        raise ValueError(f"norm layer {name!r} is already registered as {_NORM_LAYERS[name]!r}")
+        raise AlreadyRegisteredError(f"norm layer {name!r} is already registered as {_NORM_LAYERS[name]!r}")
     _NORM_LAYERS[name] = layer
 
 
@@ -244,14 +246,14 @@ def get_norm_layer(norm_layer: NormLayer) -> Optional[Callable[[int], nn.Module]
     if norm_layer is None or callable(norm_layer):
         return norm_layer
     if not isinstance(norm_layer, str):
-        raise TypeError(f"norm_layer must be a name, a class or None, not {type(norm_layer).__name__}")
+        raise ArgumentTypeError(f"norm_layer must be a name, a class or None, not {type(norm_layer).__name__}")
     key = norm_layer.lower().replace("-", "_")
     if key in _NORM_LAYERS:
         return _NORM_LAYERS[key]
     try:
         return _timm_get_norm_layer(key)
     except (AssertionError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(
+        raise UnknownNameError(
             f"unknown norm_layer {norm_layer!r}; use one of {list_norm_layers()}, a timm 2-D norm "
             f"name such as 'groupnorm', a class such as torch.nn.BatchNorm2d, or None"
         ) from err
@@ -272,7 +274,7 @@ def norm_layer_name(norm_layer: NormLayer) -> Optional[str]:
     for name, layer in _NORM_LAYERS.items():
         if layer is norm_layer:
             return name
-    raise ValueError(
+    raise InvalidValueError(
         f"norm_layer {norm_layer!r} has no registered name, so it cannot be written to a config; register it "
         f"with cifarnets.register_norm_layer('my_norm', ...) and pass the name"
     )

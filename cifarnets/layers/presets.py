@@ -4,10 +4,10 @@ It lives in the lowest layer so that a model card (`cifarnets.models.ModelCfg.no
 name a preset and take its mean and std from here, while `cifarnets.data` (a higher layer)
 uses the same table for its loaders: one set of numbers, no copy to drift.
 
-The seeds disagree on CIFAR-10's std: seed 000 ("Hyperparameter Tuning and Custom Batch
+The reports disagree on CIFAR-10's std: the ResNet-18 report ("Hyperparameter Tuning and Custom Batch
 Normalization for ResNet-18") uses (0.2023, 0.1994, 0.2010), a value copied across many
 CIFAR repositories that is *not* the data's standard deviation (it is close to the mean of
-the per-image stds); seed 004 uses the true per-channel std over all training pixels,
+the per-image stds); the AlexNet/VGG report uses the true per-channel std over all training pixels,
 (0.2470, 0.2435, 0.2616). Both are kept, under names that say which is which.
 
 All values are on the [0, 1] pixel scale and are the statistics of the *full* training set
@@ -17,6 +17,8 @@ All values are on the [0, 1] pixel scale and are the statistics of the *full* tr
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .errors import UnknownNameError
 
 __all__ = ["CLASS_NAMES", "NORMALIZATION", "Normalization", "get_normalization"]
 
@@ -34,12 +36,12 @@ NORMALIZATION: dict[str, Normalization] = {
     "cifar10": Normalization(
         (0.4914, 0.4822, 0.4465),
         (0.2470, 0.2435, 0.2616),
-        "CIFAR-10 training set, true per-channel mean and std (seed 004).",
+        "CIFAR-10 training set, true per-channel mean and std (the AlexNet/VGG report).",
     ),
     "cifar10_seed000": Normalization(
         (0.4914, 0.4822, 0.4465),
         (0.2023, 0.1994, 0.2010),
-        "CIFAR-10 mean with the widely copied std (0.2023, 0.1994, 0.2010) that seed 000 uses; "
+        "CIFAR-10 mean with the widely copied std (0.2023, 0.1994, 0.2010) that the ResNet-18 report uses; "
         "not the data's std (see 'cifar10').",
     ),
     "cifar100": Normalization(
@@ -70,7 +72,7 @@ NORMALIZATION: dict[str, Normalization] = {
 
 
 def get_normalization(name: str) -> Normalization:
-    """The preset `name` of `NORMALIZATION`, or a `ValueError` that lists the valid names.
+    """The preset `name` of `NORMALIZATION`, or an `UnknownNameError` (a ``ValueError``) that lists the valid names.
 
     Example:
         >>> get_normalization("cifar10_seed000").std
@@ -78,7 +80,7 @@ def get_normalization(name: str) -> Normalization:
     """
     key = name.lower().replace("-", "_")
     if key not in NORMALIZATION:
-        raise ValueError(f"unknown normalisation preset {name!r}; choose one of {sorted(NORMALIZATION)}")
+        raise UnknownNameError(f"unknown normalisation preset {name!r}; choose one of {sorted(NORMALIZATION)}")
     return NORMALIZATION[key]
 
 

@@ -1,8 +1,8 @@
 """Parameter-free and projection shortcuts for residual blocks that change resolution.
 
-He et al. 2016 (§4.2, CIFAR) name the two choices the seeds discuss (seed 001 §5.1):
+He et al. 2016 (§4.2, CIFAR) name the two choices the reports discuss (the VGG38 report §5.1):
 option A, a strided identity with zero-padded extra channels, and option B, a strided 1x1
-projection. Seed 003 (Algorithm 1) uses a third: the identity average-pooled like the
+projection. The deeper-VGG report (Algorithm 1) uses a third: the identity average-pooled like the
 main path.
 """
 
@@ -13,6 +13,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .errors import InvalidValueError, UnknownNameError
 
 __all__ = ["SHORTCUTS", "ZeroPadShortcut", "create_shortcut"]
 
@@ -33,7 +35,9 @@ class ZeroPadShortcut(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int = 2) -> None:
         super().__init__()
         if out_chs < in_chs:
-            raise ValueError(f"a zero-pad shortcut cannot shrink channels ({in_chs} -> {out_chs}); use 'projection'")
+            raise InvalidValueError(
+                f"a zero-pad shortcut cannot shrink channels ({in_chs} -> {out_chs}); use 'projection'"
+            )
         self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +72,7 @@ def create_shortcut(
         ('BatchNorm2d', 32)
     """
     if kind not in SHORTCUTS:
-        raise ValueError(f"unknown shortcut {kind!r}; use one of {list(SHORTCUTS)}")
+        raise UnknownNameError(f"unknown shortcut {kind!r}; use one of {list(SHORTCUTS)}")
     if kind == "none":
         return None
     if in_chs == out_chs and stride == 1:
@@ -80,7 +84,7 @@ def create_shortcut(
         return nn.Sequential(*layers)
     if kind == "avgpool":
         if in_chs != out_chs:
-            raise ValueError(
+            raise InvalidValueError(
                 f"an average-pool shortcut keeps channels ({in_chs} != {out_chs}); use 'zeropad' or 'projection'"
             )
         return nn.AvgPool2d(stride)

@@ -3,7 +3,14 @@ as ``cifarnets_<name>``, in timm)."""
 
 from . import _timm  # noqa: F401  (first: its hook registers each family's models with timm)
 from ._base import CifarNet
-from ._registry import ModelCfg, register_model
+from ._registry import (
+    ModelCfg,
+    ModelSourceNotFoundError,
+    NoPretrainedWeightsError,
+    UnknownKeywordError,
+    UnknownModelError,
+    register_model,
+)
 from .alexnet import AlexNetCifar
 from .coursework_vgg import CourseworkVGG, CourseworkVGGConfig
 from .resnet import CifarResNet, ResNetConfig
@@ -11,5 +18,6 @@ from .vgg import VGG, VGGConfig
 
 __all__ = [
     "AlexNetCifar", "CifarNet", "CifarResNet", "CourseworkVGG", "CourseworkVGGConfig", "ModelCfg",
-    "ResNetConfig", "VGG", "VGGConfig", "register_model",
+    "ModelSourceNotFoundError", "NoPretrainedWeightsError", "ResNetConfig", "UnknownKeywordError", "UnknownModelError",
+    "VGG", "VGGConfig", "register_model",
 ]

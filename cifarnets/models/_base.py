@@ -20,7 +20,7 @@ import torch.nn as nn
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices  # timm models import it from here too
 
-from ..layers import ClassifierHead, check_input
+from ..layers import ClassifierHead, InvalidValueError, check_input
 
 __all__ = ["CifarNet", "check_count", "check_rate", "conv_norm_act_stem", "with_bn_args"]
 
@@ -30,14 +30,15 @@ torch.fx.wrap("check_input")
 
 
 def check_count(name: str, value: Any, minimum: int, fix: str) -> int:
-    """`value` if it is an integer >= `minimum`, else a `ValueError` naming `name`, the value and `fix`.
+    """`value` if it is an integer >= `minimum`, else an `InvalidValueError` (a ``ValueError``) naming
+    `name`, the value and `fix`.
 
     Example:
         >>> check_count("in_chans", 3, 1, "pass the input's channels")
         3
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}; {fix}")
+        raise InvalidValueError(f"{name} must be an integer >= {minimum}, got {value!r}; {fix}")
     return value
 
 
@@ -50,9 +51,9 @@ def check_rate(name: str, value: Optional[float], model: str, supported: bool = 
     """
     rate = 0.0 if value is None else value
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}; e.g. {name}=0.1, or 0 for none")
+        raise InvalidValueError(f"{name} must be a number in [0, 1), got {value!r}; e.g. {name}=0.1, or 0 for none")
     if rate > 0 and not supported:
-        raise ValueError(f"{model} cannot honour {name}={value}: {why}; pass {name}=0 (or leave it out)")
+        raise InvalidValueError(f"{model} cannot honour {name}={value}: {why}; pass {name}=0 (or leave it out)")
     return float(rate)
 
 
@@ -64,7 +65,7 @@ def with_bn_args(
     if not args:
         return norm
     if norm is None:
-        raise ValueError(f"{model} has no normalisation layer for bn_momentum/bn_eps to configure; "
+        raise InvalidValueError(f"{model} has no normalisation layer for bn_momentum/bn_eps to configure; "
                          f"pass a norm_layer (e.g. norm_layer='batchnorm') or drop bn_momentum/bn_eps")
     return functools.partial(norm, **args)
 
@@ -202,7 +203,7 @@ class CifarNet(nn.Module):
             [(16, 32, 32), (16, 32, 32), (32, 16, 16), (64, 8, 8)]
         """
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt={output_fmt!r}: the zoo nets give NCHW feature maps only")
+            raise InvalidValueError(f"output_fmt={output_fmt!r}: the zoo nets give NCHW feature maps only")
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         x = self.check(x)
         modules = self.level_modules()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch.nn as nn
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 
-from ._registry import TIMM_PREFIX, ModelCfg
+from ._registry import TIMM_PREFIX, ModelCfg, NoPretrainedWeightsError, UnknownKeywordError
 
 __all__ = ["BUILDER_KWARGS", "build_model", "valid_kwargs"]
 
@@ -45,14 +45,14 @@ def _reject_unknown(variant: str, allowed: list[str], kwargs: dict[str, Any]) ->
     for key in unknown:
         close = difflib.get_close_matches(key, allowed, n=2)
         hints.append(f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
-    raise TypeError(
+    raise UnknownKeywordError(
         f"{variant}() got unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
         f"valid keywords are: {', '.join(sorted(allowed))}"
     )
 
 
-def _no_weights_error(variant: str) -> NotImplementedError:
-    return NotImplementedError(
+def _no_weights_error(variant: str) -> NoPretrainedWeightsError:
+    return NoPretrainedWeightsError(
         f"no pretrained weights are published for {variant!r} yet. Make them with `cifarnets train {variant} ...` "
         f"and `cifarnets export RUN_DIR --out DIR`, then load them with cifarnets.create('local-dir:DIR') or "
         f"cifarnets.create({variant!r}, pretrained=True, pretrained_cfg_overlay=dict(file='DIR/model.safetensors'))"
@@ -68,8 +68,10 @@ def build_model(
     and ``in_chans`` default to the pretrained cfg's, as timm does.
 
     Raises:
-        TypeError: for a keyword the class does not take, naming the closest valid ones.
-        NotImplementedError: for ``pretrained=True`` when no weights are given or published.
+        UnknownKeywordError: (a ``TypeError``) for a keyword the class does not take, naming the closest
+            valid ones.
+        NoPretrainedWeightsError: (a ``NotImplementedError``) for ``pretrained=True`` when no weights
+            are given or published.
     """
     allowed = valid_kwargs(model_cls)
     _reject_unknown(variant, allowed, kwargs)

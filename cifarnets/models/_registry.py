@@ -16,13 +16,35 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch.nn as nn
 
+from .._utils import CifarnetsError
+from ..layers.errors import AlreadyRegisteredError
 from ..layers.presets import get_normalization
 
-__all__ = ["ModelCfg", "TIMM_PREFIX", "register_model", "add_registration_hook", "entrypoints", "model_cfgs"]
+__all__ = [
+    "ModelCfg", "ModelSourceNotFoundError", "NoPretrainedWeightsError", "TIMM_PREFIX", "UnknownKeywordError",
+    "UnknownModelError", "add_registration_hook", "entrypoints", "model_cfgs", "register_model",
+]
 
 # The zoo's names in timm's registry: ``timm.create_model("cifarnets_vgg38")``. The prefix
 # keeps timm's own ``resnet18`` and ``vgg16`` untouched.
 TIMM_PREFIX = "cifarnets_"
+
+
+class UnknownModelError(CifarnetsError, ValueError):
+    """A model name that is not registered; the message names the closest registered ones."""
+
+
+class UnknownKeywordError(CifarnetsError, TypeError):
+    """A keyword the model does not take (a ``TypeError``, as Python's own for a bad keyword);
+    the message names the closest valid ones and lists them all."""
+
+
+class ModelSourceNotFoundError(CifarnetsError, FileNotFoundError):
+    """A ``local-dir:DIR`` model name whose folder holds no ``config.json`` (no exported model)."""
+
+
+class NoPretrainedWeightsError(CifarnetsError, NotImplementedError):
+    """``pretrained=True`` for a model without published weights; the message says how to make them."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +135,7 @@ def register_model(fn: _Fn) -> _Fn:
     """
     name = fn.__name__
     if name in _ENTRYPOINTS:
-        raise ValueError(
+        raise AlreadyRegisteredError(
             f"a model named {name!r} is already registered (from {_ENTRYPOINTS[name].__module__}); "
             f"choose another function name"
         )

@@ -1,6 +1,7 @@
-"""The coursework VGG family of seeds 001-003: VGG08, VGG38, VGG68, VGG72, VGG106.
+"""The coursework VGG family of the VGG38 reports and the deeper-VGG report: VGG08, VGG38, VGG68, VGG72, VGG106.
 
-Every convolution is 3x3, padding 1, 32 filters (SPEC §1a). A network is an entry
+Every convolution is 3x3, padding 1, 32 filters (the VGG38 report §5 and Table 1; the width is
+inferred from its parameter counts, docs/references.md). A network is an entry
 convolution, S stages of B processing blocks and one reduction block each, and a global
 average pool with a linear classifier::
 
@@ -10,13 +11,13 @@ average pool with a linear classifier::
                 -> (+ shortcut(x) if rc and a shortcut is chosen) -> act
     head        global average pool -> Linear(32, num_classes)
 
-BN sits after each convolution and before the activation (seeds 001/002 §5, seed 003
-Algorithm 1); the skip joins before the block's last activation (seed 001 §5, He et al.
+BN sits after each convolution and before the activation (the VGG38 reports' §5, the deeper-VGG report's
+Algorithm 1); the skip joins before the block's last activation (the VGG38 report §5, He et al.
 2016 Fig. 2). A network has 2 + S(2B + 2) weighted layers.
 
-Shortcuts of the reduction blocks when ``rc=True`` (seed 001 §5.1, seed 003 Alg. 1):
+Shortcuts of the reduction blocks when ``rc=True`` (the VGG38 report §5.1, the deeper-VGG report's Alg. 1):
 ``"none"`` (the coursework baseline, no skip across a reduction), ``"avgpool"`` (the
-identity average-pooled like the main path; seed 003), ``"zeropad"`` (strided identity,
+identity average-pooled like the main path; the deeper-VGG report), ``"zeropad"`` (strided identity,
 He et al. option A) and ``"projection"`` (strided 1x1 conv, + BN when ``bn``; option B).
 
 Initialisation is PyTorch's own by default. The reports' headline finding, that plain
@@ -37,7 +38,9 @@ from timm.layers import DropPath
 from ..layers import (
     SHORTCUTS,
     ActLayer,
+    InvalidValueError,
     NormLayer,
+    UnknownNameError,
     create_norm,
     create_shortcut,
     get_act_layer,
@@ -108,7 +111,8 @@ class ProcessingBlock(nn.Module):
 class ReductionBlock(nn.Module):
     """conv → [BN] → act → avgpool 2x2 → conv → [BN] → (+ shortcut(x)) → act; halves H, W.
 
-    Its convolutions have biases, as in the coursework framework (SPEC §1a).
+    Its convolutions have biases, as in the coursework framework (inferred from the VGG38
+    report's Table 1 counts; docs/references.md).
     """
 
     def __init__(
@@ -141,7 +145,7 @@ class ReductionBlock(nn.Module):
 
 
 class CourseworkVGG(CifarNet):
-    """A coursework VGG of any S x B shape (seeds 001-003, SPEC §1a).
+    """A coursework VGG of any S x B shape (the VGG38 reports, the deeper-VGG report's Algorithm 1).
 
     Args:
         arch: stages, blocks per stage and the report's reduction shortcut (positional).
@@ -197,19 +201,19 @@ class CourseworkVGG(CifarNet):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, global_pool=global_pool)
         name = type(self).__name__
         if arch.stages < 1 or arch.blocks < 0:
-            raise ValueError(f"a coursework VGG needs stages >= 1 and blocks >= 0, got {arch}")
+            raise InvalidValueError(f"a coursework VGG needs stages >= 1 and blocks >= 0, got {arch}")
         check_count("width", width, 1, "pass the filters per convolution as a whole number, e.g. width=32 "
                     "(the reports')")
         if shortcut is not None and shortcut not in SHORTCUTS:
-            raise ValueError(f"unknown shortcut {shortcut!r}; use one of {list(SHORTCUTS)}")
+            raise UnknownNameError(f"unknown shortcut {shortcut!r}; use one of {list(SHORTCUTS)}")
         if shortcut not in (None, "none") and not rc:
-            raise ValueError(
+            raise InvalidValueError(
                 f"shortcut={shortcut!r} is a residual connection across the reduction blocks, but rc=False; "
                 f"pass rc=True to use it, or drop shortcut="
             )
         norm = with_bn_args(get_norm_layer(norm_layer), bn_momentum, bn_eps, name)
         if bn and norm is None:
-            raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
+            raise InvalidValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
         if shortcut is None:
             shortcut = arch.default_shortcut if rc else "none"
         if rc and arch.blocks == 0 and shortcut == "none":
@@ -281,7 +285,7 @@ def _cfg(source: str, summary: str, published_params: int, notes: str = "", **de
     # the CIFAR-100 preset, the one the data loaders apply to CIFAR-100 by default.
     return ModelCfg(
         family="coursework_vgg", source=source, summary=summary, num_classes=100, dataset="cifar100",
-        paper_name=_TITLES["003" if "seed 003" in source else "001"],
+        paper_name=_TITLES["003" if "the deeper-VGG report" in source else "001"],
         norm="cifar100",
         first_conv="stem.conv", classifier="head.fc",
         defaults=defaults, published_params=published_params, notes=notes,
@@ -290,29 +294,29 @@ def _cfg(source: str, summary: str, published_params: int, notes: str = "", **de
 
 default_cfgs = {
     "vgg08": _cfg(
-        "seeds 001-003 (§2, Table 1)", "3 stages x 0 blocks, plain", 59_716,
+        "the coursework reports (§2, Table 1)", "3 stages x 0 blocks, plain", 59_716,
         "3 stages x 0 blocks, no BN in the blocks, no RC: the healthy shallow baseline.",
     ),
     "vgg38": _cfg(
-        "seeds 001-003 (§2, §5, Table 1)", "3 x 5, plain; flags bn, rc", 336_196,
+        "the coursework reports (§2, §5, Table 1)", "3 x 5, plain; flags bn, rc", 336_196,
         "3 stages x 5 blocks, published plain: at PyTorch's default init its gradients vanish. "
         "bn=True: 338,500 params; rc=True keeps 336,196 (parameter-free); rc=True uses no skip across the "
         "reduction blocks (the coursework baseline) unless shortcut= is given.",
     ),
     "vgg68": _cfg(
-        "seed 003 (§5.4)", "3 x 10, BN+RC, avg-pool shortcut", 616_900,
-        "3 stages x 10 blocks with BN+RC and the average-pooled reduction shortcut (seed 003 Algorithm 1). "
-        "Seed 003's best model: 65.83 % CIFAR-100 test accuracy.",
+        "the deeper-VGG report (§5.4)", "3 x 10, BN+RC, avg-pool shortcut", 616_900,
+        "3 stages x 10 blocks with BN+RC and the average-pooled reduction shortcut (the deeper-VGG report's "
+        "Algorithm 1). The deeper-VGG report's best model: 65.83 % CIFAR-100 test accuracy.",
         bn=True, rc=True,
     ),
     "vgg72": _cfg(
-        "seed 003 (§5.4)", "5 x 6, BN+RC, avg-pool shortcut", 654_148,
+        "the deeper-VGG report (§5.4)", "5 x 6, BN+RC, avg-pool shortcut", 654_148,
         "5 stages x 6 blocks with BN+RC and the average-pooled reduction shortcut.",
         bn=True, rc=True,
     ),
     "vgg106": _cfg(
-        "seed 003 (§5.4)", "5 x 12 (132 layers), BN+RC, avg-pool shortcut", 1_210_948,
-        "Seed 003's 'VGG106' is 5 stages x 12 blocks with BN+RC and the average-pooled shortcut; its "
+        "the deeper-VGG report (§5.4)", "5 x 12 (132 layers), BN+RC, avg-pool shortcut", 1_210_948,
+        "The deeper-VGG report's 'VGG106' is 5 stages x 12 blocks with BN+RC and the average-pooled shortcut; its "
         "1,210,948 parameters match that configuration, which by the family's formula 2 + S(2B + 2) has 132 "
         "weighted layers, not 106 (4 x 12 would give 106). This is the published configuration.",
         bn=True, rc=True,
@@ -329,29 +333,29 @@ default_cfgs = {
 
 @register_model
 def vgg08(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    """VGG08 (seeds 001-003): 3 x 0, plain; 59,716 parameters at 100 classes."""
+    """VGG08 (the coursework reports): 3 x 0, plain; 59,716 parameters at 100 classes."""
     return _create("vgg08", pretrained, **kwargs)
 
 
 @register_model
 def vgg38(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    """VGG38 (seeds 001-003): 3 x 5, plain; 336,196 parameters (338,500 with ``bn=True``)."""
+    """VGG38 (the coursework reports): 3 x 5, plain; 336,196 parameters (338,500 with ``bn=True``)."""
     return _create("vgg38", pretrained, **kwargs)
 
 
 @register_model
 def vgg68(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    """VGG68 (seed 003 §5.4): 3 x 10, BN+RC, pooled shortcut; 616,900 parameters."""
+    """VGG68 (the deeper-VGG report §5.4): 3 x 10, BN+RC, pooled shortcut; 616,900 parameters."""
     return _create("vgg68", pretrained, **kwargs)
 
 
 @register_model
 def vgg72(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    """VGG72 (seed 003 §5.4): 5 x 6, BN+RC, pooled shortcut; 654,148 parameters."""
+    """VGG72 (the deeper-VGG report §5.4): 5 x 6, BN+RC, pooled shortcut; 654,148 parameters."""
     return _create("vgg72", pretrained, **kwargs)
 
 
 @register_model
 def vgg106(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    """"VGG106" (seed 003 §5.4): 5 x 12, BN+RC, pooled shortcut; 1,210,948 parameters (132 layers)."""
+    """"VGG106" (the deeper-VGG report §5.4): 5 x 12, BN+RC, pooled shortcut; 1,210,948 parameters (132 layers)."""
     return _create("vgg106", pretrained, **kwargs)

@@ -1,13 +1,13 @@
-"""CIFAR ResNets: seed 000's ResNet-18 and He et al. 2016's ResNet-20/32/44/56/110.
+"""CIFAR ResNets: the ResNet-18 report's ResNet-18 and He et al. 2016's ResNet-20/32/44/56/110.
 
 Both are a 3x3 stem at full resolution, stages of BasicBlocks (conv3x3 → BN → ReLU →
 conv3x3 → BN → + shortcut → ReLU) whose first block may down-sample with stride 2, and a
 global-average-pool linear classifier.
 
-- ResNet-18 (seed 000, "ResNet-18 Complete Structure"; SPEC §1b): stem 64; 4 stages x 2
+- ResNet-18 (the ResNet-18 report, "ResNet-18 Complete Structure"): stem 64; 4 stages x 2
   blocks of 64/128/256/512 channels, strides 1/2/2/2; 1x1 conv + BN projection where the
   shape changes. 11,173,962 parameters at 10 classes.
-- ResNet-(6n+2) (He et al. 2016 §4.2, the source of the seeds' shortcut discussion): stem 16;
+- ResNet-(6n+2) (He et al. 2016 §4.2, the source of the VGG38 reports' shortcut discussion): stem 16;
   3 stages x n blocks of 16/32/64 channels. The paper's CIFAR nets use option A, a
   parameter-free zero-padded strided identity (``shortcut="zeropad"``, the default);
   option B, ``"projection"``, adds 2,752 parameters. ResNet-20 has 269,722 parameters,
@@ -26,7 +26,9 @@ from timm.layers import DropPath
 
 from ..layers import (
     ActLayer,
+    InvalidValueError,
     NormLayer,
+    UnknownNameError,
     create_norm,
     create_shortcut,
     get_act_layer,
@@ -109,7 +111,7 @@ class CifarResNet(CifarNet):
         shortcut: where a block changes shape, ``"zeropad"`` (option A) or ``"projection"``
             (option B: 1x1 strided conv + norm).
         norm_layer: normalisation after every conv, e.g. `cifarnets.DetachedBatchNorm2d`
-            (seed 000's experiment); ``None`` for none.
+            (the ResNet-18 report's experiment); ``None`` for none.
         bn: ``False`` is ``norm_layer=None`` (a ResNet without normalisation); ``True`` or
             ``None`` keep `norm_layer` (batch norm by default). ``bn=True`` with
             ``norm_layer=None`` is a contradiction and raises.
@@ -149,11 +151,11 @@ class CifarResNet(CifarNet):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, global_pool=global_pool)
         name = type(self).__name__
         if shortcut not in _RESNET_SHORTCUTS:
-            raise ValueError(f"unknown shortcut {shortcut!r} for a ResNet; use one of {list(_RESNET_SHORTCUTS)}")
+            raise UnknownNameError(f"unknown shortcut {shortcut!r} for a ResNet; use one of {list(_RESNET_SHORTCUTS)}")
         if not len(arch.widths) == len(arch.blocks) == len(arch.strides):
-            raise ValueError(f"widths, blocks and strides need one entry per stage: {arch}")
+            raise InvalidValueError(f"widths, blocks and strides need one entry per stage: {arch}")
         if bn and norm_layer is None:
-            raise ValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
+            raise InvalidValueError("bn=True needs a norm layer, but norm_layer=None; drop one of the two")
         norm = with_bn_args(get_norm_layer(None if bn is False else norm_layer), bn_momentum, bn_eps, name)
         dpr = check_rate("drop_path_rate", drop_path_rate, name)
         check_rate("drop_block_rate", drop_block_rate, name, supported=False, why="DropBlock is not implemented")
@@ -225,13 +227,13 @@ def _he2016_cfg(variant: str) -> ModelCfg:
 default_cfgs = {
     "resnet18": ModelCfg(
         family="cifar_resnet",
-        source="seed 000 ('ResNet-18 Complete Structure', Tables 1-5)",
+        source="the ResNet-18 report ('ResNet-18 Complete Structure', Tables 1-5)",
         summary="4 stages x 2 BasicBlocks, 64-512 ch, 1x1 projections",
         paper_name="Hyperparameter Tuning and Custom Batch Normalization for ResNet-18 on CIFAR-10",
         norm="cifar10_seed000", pool_size=(4, 4), min_input_size=(3, 8, 8),
         defaults={"shortcut": "projection"},
         published_params=11_173_962,
-        notes="3x3 stem, no max-pool; 1x1 conv + BN projections where the shape changes. Seed 000: 95.10 % "
+        notes="3x3 stem, no max-pool; 1x1 conv + BN projections where the shape changes. The ResNet-18 report: 95.10 % "
               "CIFAR-10 test accuracy; with norm_layer=cifarnets.DetachedBatchNorm2d it trains to only ~22 %.",
     ),
     **{name: _he2016_cfg(name) for name in _HE2016_PARAMS},
@@ -240,7 +242,7 @@ default_cfgs = {
 
 @register_model
 def resnet18(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
-    """ResNet-18 for CIFAR (seed 000): 11,173,962 parameters at 10 classes."""
+    """ResNet-18 for CIFAR (the ResNet-18 report): 11,173,962 parameters at 10 classes."""
     return _create("resnet18", pretrained, **kwargs)
 
 

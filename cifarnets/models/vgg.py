@@ -1,19 +1,19 @@
-"""Seed 004's classic VGG nets for CIFAR-10: VGG-16, VGG-16-BN and VGG-8.
+"""The AlexNet/VGG report's classic VGG nets for CIFAR-10: VGG-16, VGG-16-BN and VGG-8.
 
 A plain stack of 3x3 convolutions (stride 1, padding 1, bias, ReLU; BN before the ReLU in
-the BN variant) and 2x2/2 max-pools, then a fixed fully connected head (seed 004 §2.2-2.4,
-SPEC §1b)::
+the BN variant) and 2x2/2 max-pools, then a fixed fully connected head (the AlexNet/VGG
+report, §2.2-2.4 and Table 1)::
 
     VGG-16     [64,64,M,128,128,M,256x3,M,512x3,M,512x3,M]  FC 512 → 4096 → 4096 → 10   33,638,218
     VGG-16-BN  the same, BN after every conv                                          33,646,666
     VGG-8      [64,64,M,128,128,M,256,256,M,512,512,M]      FC 2048 → 4096 → 10        13,119,050
 
 The head is ReLU + dropout 0.5 after every hidden FC layer. That dropout is an inference
-for VGG-16: seed 004 says only "similar regularization techniques as AlexNet" (whose FC
+for VGG-16: the AlexNet/VGG report says only "similar regularization techniques as AlexNet" (whose FC
 layers have dropout 0.5). Its VGG-8 prose does not mention dropout; it gets the same head as
 VGG-16 here (``drop_rate=`` changes it).
 
-Seed 004's "VGG-8" (13.1 M parameters) is a different network from the coursework
+The AlexNet/VGG report's "VGG-8" (13.1 M parameters) is a different network from the coursework
 "VGG08" (60 k), hence the registry name ``vgg8_classic``.
 
 The head is fixed: it takes the feature map of a ``img_size`` input (32 by default) and
@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from timm.models import checkpoint_seq
 
-from ..layers import ActLayer, NormLayer, get_act_layer, get_norm_layer, init_weights
+from ..layers import ActLayer, InvalidValueError, NormLayer, get_act_layer, get_norm_layer, init_weights
 from ._base import CifarNet, check_rate, with_bn_args
 from ._builder import build_model
 from ._registry import ModelCfg, register_model
@@ -44,7 +44,7 @@ LayerSpec = Union[int, str]  # output channels of a 3x3 conv, or "M" for a 2x2/2
 class VGGConfig:
     """Conv stack (channels, with ``"M"`` for max-pools), hidden FC sizes and layer naming.
 
-    ``naming="block"`` names layers ``conv{block}_{i}`` / ``pool{block}`` as seed 004's VGG
+    ``naming="block"`` names layers ``conv{block}_{i}`` / ``pool{block}`` as the AlexNet/VGG report's VGG
     tables do; ``"flat"`` numbers convs ``conv1``, ``conv2``, ... and names each pool after
     the conv before it, as its AlexNet table does (Pool1, Pool2, Pool5).
     """
@@ -84,7 +84,7 @@ def _make_features(
 
 
 class VGG(CifarNet):
-    """A plain 3x3-conv/max-pool stack with a fixed fully connected head (seed 004).
+    """A plain 3x3-conv/max-pool stack with a fixed fully connected head (the AlexNet/VGG report).
 
     Its feature levels are the outputs of the max-pools (one per resolution).
 
@@ -98,14 +98,14 @@ class VGG(CifarNet):
             ``False`` removes it (``norm_layer=None``); ``None`` follows `norm_layer`.
         act: activation of the conv stack.
         drop_rate: dropout after every hidden FC layer, i.e. before each FC layer but the first
-            (seed 004: 0.5; timm's ``drop_rate``).
+            (the AlexNet/VGG report: 0.5; timm's ``drop_rate``).
         global_pool: ``"flatten"`` (the published fixed head), ``"avg"``/``"max"`` (pool to
             1x1 first: the hidden FC layers then take `num_features` inputs and any input
             size works), or ``""`` (unpooled maps, with ``num_classes=0``).
         drop_path_rate, drop_block_rate: not supported (0 or None only): no residual path.
         bn_momentum, bn_eps: momentum and eps of the norm layers.
         init: ``"default"`` keeps PyTorch's init, under which plain VGG-16 does not learn
-            (seed 004 Table 5); ``"kaiming"`` etc.
+            (the AlexNet/VGG report Table 5); ``"kaiming"`` etc.
 
     Example:
         >>> net = VGG(VGGConfig((16, "M", 32, "M"), hidden=(64,)), num_classes=10)
@@ -137,7 +137,7 @@ class VGG(CifarNet):
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         reduction = 2 ** arch.pools
         if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < reduction for v in size):
-            raise ValueError(f"img_size={img_size!r}: the fixed head needs an int (or (H, W)) of at least the "
+            raise InvalidValueError(f"img_size={img_size!r}: the fixed head needs an int (or (H, W)) of at least the "
                              f"network's down-sampling ({reduction}), e.g. img_size=32")
         check_rate("drop_path_rate", drop_path_rate, name, supported=False, why="a plain VGG has no residual path")
         check_rate("drop_block_rate", drop_block_rate, name, supported=False, why="DropBlock is not implemented")
@@ -216,20 +216,21 @@ def _cfg(source: str, summary: str, published_params: int, notes: str, pool_size
 
 default_cfgs = {
     "vgg16": _cfg(
-        "seed 004 (§2.2, Tables 1, 5)", "13 conv + 3 FC, no BN", 33_638_218,
-        "Without BN and at PyTorch's default init it does not learn: 10.00 % CIFAR-10 test accuracy in seed 004. "
-        "Its head's dropout 0.5 is an inference: seed 004 says only 'similar regularization techniques as "
-        "AlexNet' (whose FC layers have dropout 0.5).", (1, 1),
+        "the AlexNet/VGG report (§2.2, Tables 1, 5)", "13 conv + 3 FC, no BN", 33_638_218,
+        "Without BN and at PyTorch's default init it does not learn: 10.00 % CIFAR-10 test accuracy in the "
+        "AlexNet/VGG report. Its head's dropout 0.5 is an inference: the report says only 'similar "
+        "regularization techniques as AlexNet' (whose FC layers have dropout 0.5).", (1, 1),
     ),
     "vgg16_bn": _cfg(
-        "seed 004 (§2.3, Tables 1, 5)", "13 conv + 3 FC, BN", 33_646_666,
-        "BN after every conv, before the ReLU. Seed 004: 91.94 % CIFAR-10 test accuracy after 40 epochs. "
+        "the AlexNet/VGG report (§2.3, Tables 1, 5)", "13 conv + 3 FC, BN", 33_646_666,
+        "BN after every conv, before the ReLU. The AlexNet/VGG report: 91.94 % CIFAR-10 test accuracy after 40 epochs. "
         "Its head's dropout 0.5 is an inference, as for vgg16.", (1, 1),
         norm_layer="batchnorm",
     ),
     "vgg8_classic": _cfg(
-        "seed 004 (§2.4, Tables 1, 5)", "8 conv + 2 FC, no BN", 13_119_050,
-        "Seed 004's 'VGG-8' (8 convs + 2 FC), not the coursework VGG08. Seed 004: 88.32 % after 40 epochs. "
+        "the AlexNet/VGG report (§2.4, Tables 1, 5)", "8 conv + 2 FC, no BN", 13_119_050,
+        "The AlexNet/VGG report's 'VGG-8' (8 convs + 2 FC), not the coursework VGG08. The report: 88.32 % "
+        "after 40 epochs. "
         "The report does not say whether its head has dropout; here it has VGG-16's (0.5).", (2, 2),
     ),
 }
@@ -237,17 +238,17 @@ default_cfgs = {
 
 @register_model
 def vgg16(pretrained: bool = False, **kwargs: Any) -> VGG:
-    """VGG-16 for CIFAR-10 (seed 004 §2.2): 33,638,218 parameters."""
+    """VGG-16 for CIFAR-10 (the AlexNet/VGG report §2.2): 33,638,218 parameters."""
     return _create("vgg16", pretrained, **kwargs)
 
 
 @register_model
 def vgg16_bn(pretrained: bool = False, **kwargs: Any) -> VGG:
-    """VGG-16 with batch norm (seed 004 §2.3): 33,646,666 parameters."""
+    """VGG-16 with batch norm (the AlexNet/VGG report §2.3): 33,646,666 parameters."""
     return _create("vgg16_bn", pretrained, **kwargs)
 
 
 @register_model
 def vgg8_classic(pretrained: bool = False, **kwargs: Any) -> VGG:
-    """Seed 004's VGG-8 (§2.4): 13,119,050 parameters; not the coursework ``vgg08``."""
+    """The AlexNet/VGG report's VGG-8 (§2.4): 13,119,050 parameters; not the coursework ``vgg08``."""
     return _create("vgg8_classic", pretrained, **kwargs)

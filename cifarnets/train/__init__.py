@@ -3,7 +3,7 @@
     >>> from cifarnets.data import load_dataset
     >>> from cifarnets.train import TrainConfig, fit, load_checkpoint
     >>> data = load_dataset("synthetic", synthetic_sizes=(500, 200))
-    >>> config = TrainConfig(epochs=1, batch_size=100, lr=3e-3, quiet=True)   # Adam, cosine (seeds 001-003)
+    >>> config = TrainConfig(epochs=1, batch_size=100, lr=3e-3, quiet=True)   # Adam, cosine (the coursework reports)
     >>> history = fit("vgg08", data, config)
     >>> history.epochs[0].epoch, history.test["n"]
     (1, 200)

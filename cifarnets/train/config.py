@@ -64,14 +64,14 @@ def _f(default: Any, help: str, group: Optional[str], *, cli: Optional[str] = No
 class TrainConfig:
     """How to train: optimiser, schedule, batches, seeds, precision and where to write.
 
-    Defaults are the coursework recipe of seeds 001-003 (Adam 1e-3, cosine, batch 100,
+    Defaults are the coursework reports' recipe (Adam 1e-3, cosine, batch 100,
     100 epochs), the one most of the reports share; see the module docstring for each report.
 
     Optimiser and weight decay:
         optimizer: ``"sgd"`` (with `momentum`, `nesterov`), ``"adam"`` or ``"adamw"``.
         weight_decay: the decay coefficient. How it acts is `decoupled_wd`:
         decoupled_wd: ``False``: *coupled* L2, ``wd * w`` is added to the gradient before the
-            optimiser's update (torch's ``SGD``/``Adam(weight_decay=)``; what seeds 000, 003
+            optimiser's update (torch's ``SGD``/``Adam(weight_decay=)``; what the ResNet-18 and deeper-VGG reports
             and 004 used). ``True``: *decoupled* decay, ``w -= lr * wd * w`` apart from the
             gradient (``AdamW``; timm's ``SGDW`` for SGD). ``None`` (default) means
             decoupled for ``"adamw"`` and coupled for ``"sgd"``/``"adam"``. ``"adamw"`` with
@@ -83,7 +83,7 @@ class TrainConfig:
         schedule: ``"none"``, ``"cosine"`` (``CosineAnnealingLR`` to `min_lr` over the
             epochs after warm-up) or ``"step"`` (``MultiStepLR`` at `milestones`, ×`gamma`).
         min_lr: the cosine floor (``eta_min``). torch's default is 0; the coursework
-            framework of seeds 001-003 used 2e-5.
+            framework of the coursework reports used 2e-5.
         warmup_epochs: linear warm-up (``LinearLR`` from ``warmup_start_factor * lr``),
             chained before the main schedule with ``SequentialLR``. May be fractional when
             ``schedule_unit="step"``.
@@ -112,7 +112,7 @@ class TrainConfig:
         quiet: no progress bar (it also hides itself when stderr is not a terminal).
 
     Example:
-        >>> c = TrainConfig(optimizer="sgd", lr=0.01, weight_decay=5e-4, batch_size=128, epochs=40)  # seed 004
+        >>> c = TrainConfig(optimizer="sgd", lr=0.01, weight_decay=5e-4, batch_size=128, epochs=40)  # AlexNet/VGG
         >>> c.decoupled_wd_resolved
         False
         >>> TrainConfig.from_dict(c.to_dict()) == c
@@ -137,7 +137,7 @@ class TrainConfig:
     # schedule
     schedule: Literal["none", "cosine", "step"] = _f("cosine", "learning-rate schedule", "optimiser and schedule",
                                                      cli="--sched")
-    min_lr: float = _f(0.0, "cosine floor (the coursework of seeds 001-003 used 2e-5)", "optimiser and schedule")
+    min_lr: float = _f(0.0, "cosine floor (the coursework reports used 2e-5)", "optimiser and schedule")
     milestones: tuple[int, ...] = _f((), "epochs at which the step schedule multiplies the lr by gamma",
                                      "optimiser and schedule", shown="none")
     gamma: float = _f(0.1, "step schedule factor", "optimiser and schedule")

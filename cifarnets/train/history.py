@@ -1,8 +1,8 @@
 """What a training run records, epoch by epoch, and how it is stored (``history.json``).
 
-The reports compare runs by their curves (seeds 001-003 Figs. 1 and 4, seed 004 §5-6),
+The reports compare runs by their curves (the coursework reports' Figs. 1 and 4, the AlexNet/VGG report §5-6),
 best validation accuracy, test accuracy, time per epoch and gradient flow (mean |grad| of
-every weight layer, seeds 001-003 Figs. 2, 3, 5). A `History` holds exactly those, and
+every weight layer, the coursework reports' Figs. 2, 3, 5). A `History` holds exactly those, and
 `cifarnets.plots` draws them. Accuracies are percentages, losses mean cross-entropy.
 """
 

@@ -402,7 +402,7 @@ class _Run:
         else:
             where = ("the run stopped; no checkpoint was kept (set out_dir / --out to keep the last good epoch). "
                      f"Run again with a lower learning rate (--lr {lower:g}) or a warm-up (--warmup-epochs)")
-        cause = ("deep nets without batch norm also diverge at rates their BN versions take (seeds 001-003). "
+        cause = ("deep nets without batch norm also diverge at rates their BN versions take (the coursework reports). "
                  "The usual cause is a learning rate too high for this model")
         if math.isfinite(value):
             raise TrainingDivergedError(
@@ -509,7 +509,7 @@ def fit(
             ``config.seed``), the fully reproducible way.
         data: a `DataBundle` (`cifarnets.data.load_dataset`; its normalisation is the data
             set's preset unless `load_dataset(norm=...)` chose another).
-        config: `TrainConfig`; defaults to the coursework recipe of seeds 001-003.
+        config: `TrainConfig`; defaults to the coursework reports' recipe.
         model_kwargs: the `cifarnets.create` keywords of `model` (``bn=True, rc=True``), kept in
             the history (legends) and checkpoints (so `load_checkpoint` can rebuild the model).
         data_args: the `load_dataset` keywords of `data`, stored in ``config.json`` so that
@@ -525,7 +525,7 @@ def fit(
 
     Per epoch the history gets train/val loss and accuracy, lr, times, images/s and the
     gradient flow (mean |grad| of every conv/linear weight averaged over the epoch's steps,
-    seeds 001-003). The best epoch is the highest validation accuracy (the last epoch
+    the coursework reports). The best epoch is the highest validation accuracy (the last epoch
     without a validation split); on return the model holds its weights, and
     ``history.test`` its test loss and accuracy. The run folder is locked while `fit` runs.
 

@@ -79,7 +79,7 @@ def build_scheduler(optimizer: Optimizer, config: TrainConfig, steps_per_epoch: 
     With ``schedule="cosine"`` and T the number of scheduler steps after warm-up, the lr
     before step t is ``min_lr + (lr - min_lr) * (1 + cos(pi * t / T)) / 2``: the coursework
     framework's ``CosineAnnealingLR(T_max=epochs, eta_min=2e-5)`` stepped per epoch when
-    ``min_lr=2e-5`` and there is no warm-up (seeds 001-003).
+    ``min_lr=2e-5`` and there is no warm-up (the coursework reports).
 
     Example:
         >>> import cifarnets

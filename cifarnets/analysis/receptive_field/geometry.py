@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Union, overload
 
-from ..._utils import markdown_table, text_table
+from ..._utils import CifarnetsError, markdown_table, text_table
 
 __all__ = [
     "Float2", "Geom", "ReceptiveFieldAlignmentError", "ReceptiveFieldError", "ReceptiveFieldRow",
@@ -30,9 +30,10 @@ Size2 = Union[int, tuple[int, int]]
 Float2 = Union[float, tuple[float, float]]
 
 
-class ReceptiveFieldError(ValueError):
+class ReceptiveFieldError(CifarnetsError, ValueError):
     """The receptive field cannot be computed for this model (an op of unknown geometry,
-    an untraceable forward, ...). The message names the op and what to do."""
+    an untraceable forward, ...). The message names the op and what to do; a cifarnets error,
+    so ``cifarnets rf`` prints it as one line."""
 
 
 class ReceptiveFieldAlignmentError(ReceptiveFieldError):
