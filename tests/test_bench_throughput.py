@@ -76,12 +76,3 @@ def test_figures_flag_fit_faster_than_bare_as_a_measurement_error(bench):
                             "outside_fraction"}
     r.samples["fit"] = [bench.Sample(64, 1.1, 1.0)] * 3
     assert not r.figures()["measurement_error"]
-
-
-def test_grid_expansion_is_the_product_of_the_axes_plus_the_cells(bench):
-    grid = {"base": {"model": "vgg08", "epochs": 1}, "axes": {"seed": [0, 1], "lr": [1e-3, 1e-2]},
-            "cells": [{"seed": 9}]}
-    cells = bench._expand(grid)
-    assert len(cells) == 5 and all(c["model"] == "vgg08" for c in cells)
-    assert {(c["seed"], c.get("lr")) for c in cells[:4]} == {(0, 1e-3), (0, 1e-2), (1, 1e-3), (1, 1e-2)}
-    assert cells[4] == {"model": "vgg08", "epochs": 1, "seed": 9}

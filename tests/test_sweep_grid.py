@@ -165,3 +165,15 @@ def test_cli_dry_run_lists_the_cells(capsys):
     printed = capsys.readouterr().out
     assert "vgg38_bn_rc_lr-0.01" in printed and "7 cell(s)" in printed
     assert not Path("unused").exists()
+
+
+def test_a_grid_given_as_a_dict_is_the_product_of_its_axes_plus_its_cells():
+    from cifarnets.sweep import grid_to_toml
+
+    grid = parse_grid(grid_to_toml({"base": {"model": "vgg08", "dataset": "synthetic", "epochs": 1},
+                                    "axes": {"seed": [0, 1], "lr": [1e-3, 1e-2]}, "cells": [{"seed": 9}]}))
+    assert len(grid.cells) == 5 and all(c.model == "vgg08" for c in grid.cells)
+    assert {(c.train["seed"], c.train["lr"]) for c in grid.cells[:4]} == {(0, 1e-3), (0, 1e-2), (1, 1e-3), (1, 1e-2)}
+    assert grid.cells[4].train["seed"] == 9
+    with pytest.raises(GridError, match="unknown key 'bacth_size'"):
+        parse_grid(grid_to_toml({"base": {"model": "vgg08", "dataset": "synthetic", "bacth_size": 8}}))
