@@ -258,7 +258,11 @@ SLOW_PATHS = {0: ("onnx", "compile"), 1: ("compile",), 4: ("compile",)}
 
 @pytest.mark.parametrize("act", list_act_layers())
 def test_every_activation_scripts_traces_and_exports(act):
-    model = cifarnets.create("vgg38", width=4, bn=True, rc=True, act=act).eval()
+    _script_trace_and_export_match(cifarnets.create("vgg38", width=4, bn=True, rc=True, act=act).eval())
+
+
+def _script_trace_and_export_match(model: nn.Module) -> None:
+    """TorchScript, fx-then-script and torch.export (dynamic batch, run at another size) equal eager."""
     x = _x(2)
     ref = model(x)
     torch.testing.assert_close(torch.jit.script(model)(x), ref)
@@ -311,13 +315,7 @@ def test_flag_combinations_leave_python_every_way(index):
     name, kwargs = COMBOS[index]
     torch.manual_seed(0)
     model = cifarnets.create(name, **kwargs).eval()
-    x = _x(2)
-    ref = model(x)
-    torch.testing.assert_close(torch.jit.script(model)(x), ref)
-    torch.testing.assert_close(torch.jit.script(torch.fx.symbolic_trace(model))(x), ref)
-    batch = torch.export.Dim("batch", min=1, max=64)
-    exported = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
-    torch.testing.assert_close(exported.module()(_x(5)), model(_x(5)))
+    _script_trace_and_export_match(model)
     if "onnx" in SLOW_PATHS.get(index, ()):
         _onnx_matches(model)
     if "compile" in SLOW_PATHS.get(index, ()):

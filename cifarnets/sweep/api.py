@@ -61,18 +61,14 @@ def _prepare_data(cells: Sequence[Cell], download: bool = False) -> None:
     """Load (and download) each data set once before any cell starts: a missing data set or a split
     that does not fit it is an error now, not in every cell, and workers do not race for downloads.
     `download` fetches what is missing even where the grid does not say ``download = true``."""
-    from ..data import load_dataset
     from .cell import load_cell_data
 
     seen = set()
     for cell in cells:
-        args = data_load_args(cell)
-        key = json.dumps(args, sort_keys=True, default=str)
+        key = json.dumps(data_load_args(cell), sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
-            if download and not args["download"]:
-                load_dataset(**{**args, "download": True})
-            load_cell_data(cell)
+            load_cell_data(cell, download)
 
 
 def run(

@@ -92,8 +92,9 @@ def data_load_args(cell: Cell) -> dict[str, Any]:
     return args
 
 
-def load_cell_data(cell: Cell) -> Any:
-    """The cell's `DataBundle`, loaded once per process for every cell that shares it."""
+def load_cell_data(cell: Cell, download: bool = False) -> Any:
+    """The cell's `DataBundle`, loaded once per process for every cell that shares it;
+    `download` fetches a missing data set even where the grid does not say ``download = true``."""
     import dataclasses
 
     from ..data import load_dataset, stratified_sample
@@ -101,7 +102,7 @@ def load_cell_data(cell: Cell) -> Any:
     args = data_load_args(cell)
     key = json.dumps({**args, "test_limit": cell.data.get("test_limit")}, sort_keys=True, default=str)
     if key not in _DATA_CACHE:
-        data = load_dataset(**args)
+        data = load_dataset(**{**args, "download": args["download"] or download})
         n = cell.data.get("test_limit")
         if n and n < len(data.test):
             picked = stratified_sample(data.test.labels, n, seed=0, tag="test")
