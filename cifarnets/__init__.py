@@ -8,7 +8,8 @@
 Every model is also reachable as ``timm.create_model("cifarnets_<name>")``.
 """
 
-from ._utils import CifarnetsError
+from . import errors
+from .errors import CifarnetsError
 from .layers import DetachedBatchNorm2d, get_act_layer, get_norm_layer, register_norm_layer
 from .models import ModelCfg, NoPretrainedWeightsError, UnknownKeywordError, UnknownModelError
 from .registry import ModelInfo, count_params, create, is_model, list_models, model_info, register_model
@@ -29,6 +30,6 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "CifarnetsError", "DetachedBatchNorm2d", "ModelCfg", "ModelInfo", "NoPretrainedWeightsError", "UnknownKeywordError",
-    "UnknownModelError", "__version__", "count_params", "create", "get_act_layer", "get_norm_layer", "is_model",
+    "UnknownModelError", "errors", "__version__", "count_params", "create", "get_act_layer", "get_norm_layer", "is_model",
     "list_models", "model_info", "register_model", "register_norm_layer",
 ]

@@ -15,13 +15,18 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import IO, Iterator, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Iterator, Mapping, Optional, Sequence, Union
 
 import torch.nn as nn
 
+from .errors import CifarnetsError
+
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
-    "CifarnetsError", "PathLike", "atomic_write", "fsync_dir", "markdown_table", "preserved_mode", "stale_temp_files",
-    "temp_name_for", "text_table", "unwrap_model",
+    "DIGEST_KEY", "CifarnetsError", "PathLike", "atomic_write", "fsync_dir", "markdown_table", "preserved_mode",
+    "stale_temp_files", "temp_name_for", "tensor_digest", "text_table", "unwrap_model",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -188,14 +193,37 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right:
     return "\n".join(out)
 
 
-# ---------------------------------------------------------------------- errors
+# ---------------------------------------------------------------------- tensor checksums
+
+#: The key under which a ``.safetensors`` file that cifarnets writes keeps `tensor_digest` of its
+#: tensors (in the file's string metadata), so a loader can tell damage from a file it can read.
+DIGEST_KEY = "cifarnets.sha256"
 
 
-class CifarnetsError(Exception):
-    """Base of every error cifarnets raises about its input: a bad setting, file or run folder.
+def tensor_digest(tensors: "Mapping[str, torch.Tensor]") -> str:
+    """The SHA-256 (hex) of a state dict: every tensor's name, dtype, shape and bytes, by name.
 
-    The message names the problem and the fix. The command line prints these as one line
-    (``cifarnets CMD: error: ...``); any other exception is a bug and keeps its traceback.
-    Subclasses also derive from the built-in a caller would expect (``ValueError``,
-    ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
+    Written beside weights (`DIGEST_KEY`) and checked when they are loaded: one flipped bit in a
+    weight changes it, and so does a renamed, reshaped or re-typed tensor.
+
+    Example:
+        >>> import torch
+        >>> a = tensor_digest({"w": torch.zeros(2)}); a == tensor_digest({"w": torch.zeros(2)})
+        True
+        >>> a == tensor_digest({"w": torch.ones(2)})
+        False
     """
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        h.update(f"{name}\0{str(t.dtype)}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

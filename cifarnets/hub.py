@@ -31,7 +31,8 @@ from typing import Any, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from ._utils import CifarnetsError, atomic_write, fsync_dir, temp_name_for
+from ._utils import atomic_write, fsync_dir, temp_name_for
+from .errors import ConfigError, RunError
 from .layers import act_layer_name, norm_layer_name
 from .models._registry import model_cfgs
 from .registry import create
@@ -43,12 +44,10 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 
 
-class ExportError(CifarnetsError, ValueError):
-    """A run folder cannot be exported, or the export's destination cannot be used."""
+ExportError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
-class HubUnreachableError(CifarnetsError, RuntimeError):
-    """The Hugging Face Hub cannot be reached (offline, no token, no permission)."""
+HubUnreachableError = RunError  # kept name; the kind is cifarnets.errors.RunError
 
 
 @dataclass

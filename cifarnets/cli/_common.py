@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._utils import CifarnetsError
+from ..errors import ConfigError
 from ..layers import SHORTCUTS
 
 __all__ = ["UsageError", "add_model_arguments", "model_kwargs"]
 
 
-class UsageError(CifarnetsError, ValueError):
-    """A command line that asks for something impossible (printed as one line, exit status 2)."""
+UsageError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
+
 
 # CLI option -> create() keyword. Only options the user gives are passed on, so every model
 # keeps the published defaults of its report for the rest.

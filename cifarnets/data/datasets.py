@@ -34,7 +34,7 @@ import torch.nn.functional as F
 import torchvision.datasets
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
-from .._utils import CifarnetsError
+from ..errors import DataError, DataNotFoundError
 from .containers import DataBundle, ImageSet
 from .errors import DataArgumentError
 from .normalization import NormSpec, resolve_normalization
@@ -76,28 +76,22 @@ _FASHION_MNIST_FILES = {
 }
 
 
-class DatasetError(CifarnetsError, RuntimeError):
-    """Base class of the errors `load_dataset` raises about data on disk or on the network."""
+DatasetError = DataError  # kept name; the kind is cifarnets.errors.DataError
 
 
-class UnknownDatasetError(CifarnetsError, ValueError):
-    """A data set name that is none of `DATASETS` (in any of the spellings `canonical_dataset_name` accepts)."""
+UnknownDatasetError = DataError  # kept name; the kind is cifarnets.errors.DataError
 
 
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """The data set's files are not where `load_dataset` looked."""
+DatasetNotFoundError = DataNotFoundError  # kept name; the kind is cifarnets.errors.DataNotFoundError
 
 
-class DatasetChecksumError(DatasetError):
-    """A file is present but its md5 is not the published one."""
+DatasetChecksumError = DataError  # kept name; the kind is cifarnets.errors.DataError
 
 
-class DatasetCorruptError(DatasetError):
-    """A file passed its checksum (or has none) but cannot be read."""
+DatasetCorruptError = DataError  # kept name; the kind is cifarnets.errors.DataError
 
 
-class DatasetDownloadError(DatasetError):
-    """`download=True` could not fetch or unpack the archive."""
+DatasetDownloadError = DataError  # kept name; the kind is cifarnets.errors.DataError
 
 
 def default_data_dir() -> Path:

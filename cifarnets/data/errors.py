@@ -6,14 +6,13 @@ the built-in a caller expects (``ValueError``/``TypeError``).
 
 from __future__ import annotations
 
-from .._utils import CifarnetsError
+from ..errors import ConfigTypeError, DataError
 
 __all__ = ["DataArgumentError", "DataTypeError"]
 
 
-class DataArgumentError(CifarnetsError, ValueError):
-    """An argument of a data function has a bad value (unknown preset, impossible split, ...)."""
+DataArgumentError = DataError  # kept name; the kind is cifarnets.errors.DataError
 
 
-class DataTypeError(CifarnetsError, TypeError):
-    """An argument of a data function has the wrong type (float images, a list instead of an ImageSet, ...)."""
+DataTypeError = ConfigTypeError  # kept name; the kind is cifarnets.errors.ConfigTypeError
+

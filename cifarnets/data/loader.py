@@ -28,7 +28,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 
-from .._utils import CifarnetsError
+from ..errors import DataError
 from .augment import crop_flip, normalization_affine
 from .containers import DataBundle, ImageSet
 from .errors import DataArgumentError, DataTypeError
@@ -37,8 +37,8 @@ from .seeding import make_generator
 __all__ = ["DeviceLoader", "EmptySplitError", "Loaders", "make_loaders"]
 
 
-class EmptySplitError(CifarnetsError, ValueError):
-    """A split handed to `DeviceLoader` has no images, or too few for one batch."""
+EmptySplitError = DataError  # kept name; the kind is cifarnets.errors.DataError
+
 
 Device = Union[str, torch.device, None]
 

@@ -8,7 +8,7 @@ in `cifarnets.models`.
 
 from __future__ import annotations
 
-from .._utils import CifarnetsError
+from ..errors import ConfigError, ConfigTypeError, ModelError
 
 __all__ = [
     "AlreadyRegisteredError", "ArgumentTypeError", "InputError", "InputTypeError", "InvalidValueError",
@@ -16,27 +16,20 @@ __all__ = [
 ]
 
 
-class UnknownNameError(CifarnetsError, ValueError):
-    """A name that is not in its table: an activation, norm layer, shortcut, init scheme,
-    normalisation preset or pooling. The message lists the valid names."""
+UnknownNameError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
-class InvalidValueError(CifarnetsError, ValueError):
-    """A keyword with a value the layer or model cannot use; the message names the argument,
-    the value and the fix."""
+InvalidValueError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
-class ArgumentTypeError(CifarnetsError, TypeError):
-    """An argument of the wrong type (a number where a name or class is expected, ...)."""
+ArgumentTypeError = ConfigTypeError  # kept name; the kind is cifarnets.errors.ConfigTypeError
 
 
-class AlreadyRegisteredError(CifarnetsError, ValueError):
-    """A name registered twice (a model or a norm layer): the first one is never replaced."""
+AlreadyRegisteredError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
-class InputError(CifarnetsError, ValueError):
-    """A batch a model cannot take: wrong number of dimensions, channels or spatial size."""
+InputError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
 
 
-class InputTypeError(CifarnetsError, TypeError):
-    """A batch of a dtype a model cannot take (integers instead of floats)."""
+InputTypeError = ConfigTypeError  # kept name; the kind is cifarnets.errors.ConfigTypeError
+

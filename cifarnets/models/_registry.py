@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch.nn as nn
 
-from .._utils import CifarnetsError
+from ..errors import ConfigTypeError, ModelError, ModelNotFoundError, NoWeightsError
 from ..layers.errors import AlreadyRegisteredError
 from ..layers.presets import get_normalization
 
@@ -30,21 +30,16 @@ __all__ = [
 TIMM_PREFIX = "cifarnets_"
 
 
-class UnknownModelError(CifarnetsError, ValueError):
-    """A model name that is not registered; the message names the closest registered ones."""
+UnknownModelError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
 
 
-class UnknownKeywordError(CifarnetsError, TypeError):
-    """A keyword the model does not take (a ``TypeError``, as Python's own for a bad keyword);
-    the message names the closest valid ones and lists them all."""
+UnknownKeywordError = ConfigTypeError  # kept name; the kind is cifarnets.errors.ConfigTypeError
 
 
-class ModelSourceNotFoundError(CifarnetsError, FileNotFoundError):
-    """A ``local-dir:DIR`` model name whose folder holds no ``config.json`` (no exported model)."""
+ModelSourceNotFoundError = ModelNotFoundError  # kept name; the kind is cifarnets.errors.ModelNotFoundError
 
 
-class NoPretrainedWeightsError(CifarnetsError, NotImplementedError):
-    """``pretrained=True`` for a model without published weights; the message says how to make them."""
+NoPretrainedWeightsError = NoWeightsError  # kept name; the kind is cifarnets.errors.NoWeightsError
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 from .._utils import CifarnetsError
+from ..errors import CheckpointError
 from ..train import RUNTIME_FIELDS, History, RunDir, TrainConfig, fit
 from ..train.loop import EpochCallback
 
@@ -75,5 +76,5 @@ def load_history(run_dir: Path) -> Optional[History]:
     """The run's history, or None when it has none yet."""
     try:
         return History.load(run_dir)
-    except (FileNotFoundError, ValueError):  # no history yet, or a damaged one (the checkpoint repairs it)
+    except (FileNotFoundError, CheckpointError):  # no history yet, or a damaged one (the checkpoint repairs it)
         return None

@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .._utils import CifarnetsError, PathLike
+from .._utils import PathLike
+from ..errors import ConfigError
 
 __all__ = [
     "Cell", "DATA_KEYS", "GRID_FILE", "Grid", "GridError", "META_KEYS", "MODEL_KEYS", "TRAIN_ALIASES",
@@ -82,12 +83,7 @@ _NOT_IN_GRID = {"out_dir": "the sweep puts every cell in DIR/CELL (choose DIR wi
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
-class GridError(CifarnetsError, ValueError):
-    """A grid file that cannot run: unknown keys, bad values, clashing cell names. Names each problem."""
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = list(problems) or [message]
+GridError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
 def _train_fields() -> dict[str, Any]:

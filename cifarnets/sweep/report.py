@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .._utils import PathLike, atomic_write, markdown_table
+from ..errors import CheckpointError
 from ..train import History
 from .api import load_sweep
 from .cell import cell_status
@@ -133,7 +134,7 @@ def sweep_table(out: PathLike) -> SweepTable:
     for cell in cells:
         try:
             history: Optional[History] = History.load(out / cell.name)
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, CheckpointError):
             history = None
         status = cell_status(out, cell.name).get("status", "done" if history and history.test else "?")
         row = _row(cell, history, status)

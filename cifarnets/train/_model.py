@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from .._utils import CifarnetsError, preserved_mode
 from ..data import DataBundle
+from ..errors import ModelError
 from .checkpoint import strip_prefixes
 
 __all__ = ["ModelDataMismatchError", "ModelSpecError", "check_model_fits_data", "identify_model"]
@@ -22,12 +23,10 @@ __all__ = ["ModelDataMismatchError", "ModelSpecError", "check_model_fits_data", 
 logger = logging.getLogger(__name__)
 
 
-class ModelSpecError(CifarnetsError, ValueError):
-    """The model name or its keywords are not something `cifarnets.create` can build."""
+ModelSpecError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
 
 
-class ModelDataMismatchError(CifarnetsError, ValueError):
-    """The model cannot be trained on the data set: channels, classes or output shape do not fit."""
+ModelDataMismatchError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
 
 
 def _model_name(model: nn.Module) -> Optional[str]:

@@ -29,7 +29,8 @@ from typing import IO, Any, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from .._utils import CifarnetsError, atomic_write, unwrap_model
+from .._utils import atomic_write, unwrap_model
+from ..errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CheckpointError", "CheckpointNotFoundError", "atomic_write", "load_checkpoint",
@@ -44,14 +45,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 CHECKPOINT_FORMAT = 1
 _META_KEY = "cifarnets"
 _PREFIXES = ("module.", "_orig_mod.")
-
-
-class CheckpointError(CifarnetsError, RuntimeError):
-    """A checkpoint cannot be read, is unsafe to read, or does not fit the model."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """There is no checkpoint where one was asked for."""
 
 
 def _check_readable(path: Path) -> bytes:

@@ -28,7 +28,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, Optional
 
-from .._utils import CifarnetsError
+from ..errors import ConfigError
 
 __all__ = ["ConfigError", "OPTIMIZERS", "RUNTIME_FIELDS", "SCHEDULES", "SCHEDULE_FIELDS", "TrainConfig"]
 
@@ -45,10 +45,6 @@ RUNTIME_FIELDS = frozenset({"device", "quiet", "compile", "eval_batch_size", "ch
 # and its schedule, e.g. after a `NonFiniteLossError`. The change is recorded in the history.
 SCHEDULE_FIELDS = frozenset({"lr", "min_lr", "schedule", "milestones", "gamma", "warmup_epochs",
                              "warmup_start_factor"})
-
-
-class ConfigError(CifarnetsError, ValueError):
-    """A `TrainConfig` setting (or a stored ``config.json``) is of the wrong type, out of range or inconsistent."""
 
 
 def _f(default: Any, help: str, group: Optional[str], *, cli: Optional[str] = None,

@@ -19,17 +19,16 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .._utils import CifarnetsError
+from ..errors import RunError
 
 __all__ = ["DeviceError", "DistContext", "DistributedError", "env_world", "setup_distributed", "resolve_device"]
 
 
-class DeviceError(CifarnetsError, RuntimeError):
-    """The device (or the torchrun environment) asked for is not available or not understood."""
+DeviceError = RunError  # kept name; the kind is cifarnets.errors.RunError
 
 
-class DistributedError(CifarnetsError, RuntimeError):
-    """A process of a torchrun job stopped answering (or died) and the others gave up waiting."""
+DistributedError = RunError  # kept name; the kind is cifarnets.errors.RunError
+
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .._utils import CifarnetsError
+from ..errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = ["EpochRecord", "History", "HistoryError", "HistoryNotFoundError", "HISTORY_SCHEMA"]
 
@@ -26,12 +26,10 @@ HISTORY_SCHEMA = 1
 _DATA_KEYWORDS = ("in_chans", "num_classes")
 
 
-class HistoryError(CifarnetsError, ValueError):
-    """A ``history.json`` that cannot be read (damaged, or from a newer cifarnets)."""
+HistoryError = CheckpointError  # kept name; the kind is cifarnets.errors.CheckpointError
 
 
-class HistoryNotFoundError(CifarnetsError, FileNotFoundError):
-    """No ``history.json`` where one was asked for."""
+HistoryNotFoundError = CheckpointNotFoundError  # kept name; the kind is cifarnets.errors.CheckpointNotFoundError
 
 
 @dataclass

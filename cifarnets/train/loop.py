@@ -30,9 +30,10 @@ import torch.nn as nn
 
 from .._utils import CifarnetsError
 from ..data import DataBundle, DeviceLoader, derive_seed, make_loaders
+from ..errors import ConfigError, NonFiniteLossError, TrainingDivergedError
 from ._model import check_model_fits_data, identify_model
 from .checkpoint import state_dict_for_save
-from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, ConfigError, TrainConfig
+from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, TrainConfig
 from .distributed import DistContext, DistributedError, setup_distributed, teardown
 from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
@@ -52,24 +53,11 @@ EpochCallback = Callable[[EpochRecord, History], None]
 """Called on rank 0 after every finished (and saved) epoch with its record and the history so far."""
 
 
-class TrainingDivergedError(CifarnetsError, RuntimeError):
-    """The training loss grew by orders of magnitude (``config.diverge_factor`` x chance); the run stopped.
-
-    Its last good epoch is saved; `resume` with a lower learning rate (``change_schedule=True``)
-    continues from there.
-    """
-
-    def __init__(self, message: str, *, epoch: int, step: int, value: float) -> None:
-        super().__init__(message)
-        self.epoch, self.step, self.value = epoch, step, value
 
 
-class NonFiniteLossError(TrainingDivergedError):
-    """The training loss became NaN or infinite; the run stopped (its last good epoch is saved)."""
 
 
-class ResumeMismatchError(CifarnetsError, ValueError):
-    """A resume asked for settings (or a number of processes) that would change the run's result."""
+ResumeMismatchError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
 # ====================================================================== helpers

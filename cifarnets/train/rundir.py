@@ -37,7 +37,8 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
-from .._utils import CifarnetsError, atomic_write, stale_temp_files
+from .._utils import atomic_write, stale_temp_files
+from ..errors import ConfigError, RunError, RunExistsError, RunNotFoundError
 from .checkpoint import CheckpointError, read_metadata, torch_load_safely, weights_bytes
 from .history import History
 
@@ -62,24 +63,16 @@ RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, LAST, STATE, BEST, TEST)
 _CONFIG_KEYS: dict[str, Any] = {"model": str, "model_kwargs": dict, "data": dict, "train": dict}
 
 
-class RunDirError(CifarnetsError, OSError):
-    """The run folder cannot be used: it is a file, or it cannot be written or read."""
+RunDirError = RunError  # kept name; the kind is cifarnets.errors.RunError
 
 
-class RunExistsError(CifarnetsError, FileExistsError):
-    """`out_dir` already holds a run (a checkpoint) and resuming was not asked for."""
+RunLockedError = RunError  # kept name; the kind is cifarnets.errors.RunError
 
 
-class RunLockedError(CifarnetsError, RuntimeError):
-    """Another process is training in this run folder."""
+NotARunError = RunNotFoundError  # kept name; the kind is cifarnets.errors.RunNotFoundError
 
 
-class NotARunError(CifarnetsError, FileNotFoundError):
-    """The folder has no ``config.json``: it is not a run folder (or its run never started)."""
-
-
-class RunConfigError(CifarnetsError, ValueError):
-    """``config.json`` (or another run file) is damaged or does not describe a run."""
+RunConfigError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
 
 
 @dataclass

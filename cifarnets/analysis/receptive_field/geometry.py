@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Union, overload
 
-from ..._utils import CifarnetsError, markdown_table, text_table
+from ..._utils import markdown_table, text_table
+from ...errors import ModelError
 
 __all__ = [
     "Float2", "Geom", "ReceptiveFieldAlignmentError", "ReceptiveFieldError", "ReceptiveFieldRow",
@@ -30,16 +31,10 @@ Size2 = Union[int, tuple[int, int]]
 Float2 = Union[float, tuple[float, float]]
 
 
-class ReceptiveFieldError(CifarnetsError, ValueError):
-    """The receptive field cannot be computed for this model (an op of unknown geometry,
-    an untraceable forward, ...). The message names the op and what to do; a cifarnets error,
-    so ``cifarnets rf`` prints it as one line."""
+ReceptiveFieldError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
 
 
-class ReceptiveFieldAlignmentError(ReceptiveFieldError):
-    """Paths that merge see windows with different jumps or centres, so the merged unit
-    has no single receptive field. The message names the merge and both paths."""
-
+ReceptiveFieldAlignmentError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
 
 
 # --------------------------------------------------------------------------------------
