@@ -30,6 +30,6 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "CifarnetsError", "DetachedBatchNorm2d", "ModelCfg", "ModelInfo", "NoPretrainedWeightsError", "UnknownKeywordError",
-    "UnknownModelError", "errors", "__version__", "count_params", "create", "get_act_layer", "get_norm_layer", "is_model",
-    "list_models", "model_info", "register_model", "register_norm_layer",
+    "UnknownModelError", "errors", "__version__", "count_params", "create", "get_act_layer", "get_norm_layer",
+    "is_model", "list_models", "model_info", "register_model", "register_norm_layer",
 ]
