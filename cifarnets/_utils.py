@@ -96,8 +96,13 @@ def atomic_write(path: PathLike, data: Union[bytes, bytearray, memoryview, str])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            # A write error (a full disk) names no file; say which one could not be written.
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        if isinstance(err, OSError) and err.filename is not None and str(err.filename) == str(tmp):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err  # not our temporary name
         raise
     fsync_dir(path.parent)
     return path

@@ -204,7 +204,11 @@ def export_run(run_dir: PathLike, out_dir: PathLike, *, curves: bool = True) -> 
         raise ExportError(f"{out} exists and is not an empty folder; choose a new --out folder or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = temp_name_for(out)
-    staging.mkdir()  # like any folder mkdir makes: 0777 less the umask, readable by the group
+    try:
+        staging.mkdir()  # like any folder mkdir makes: 0777 less the umask, readable by the group
+    except OSError as err:
+        raise ExportError(f"cannot write the model folder {out}: {out.parent} is not writable "
+                          f"({err.strerror or err}); choose an --out in a folder you can write to") from None
     try:
         save_for_hf(model, str(staging), model_args=kwargs, safe_serialization=True)
         # Same tensors, plus the run's checkpoint description in the header (cifarnets eval reads it).
@@ -219,8 +223,11 @@ def export_run(run_dir: PathLike, out_dir: PathLike, *, curves: bool = True) -> 
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno is not None and str(staging) in str(err.filename or ""):
+            # Name the folder the user asked for, not the temporary one it is built in.
+            raise OSError(err.errno, err.strerror or str(err), str(out)) from err
         raise
     fsync_dir(out.parent)
     return out

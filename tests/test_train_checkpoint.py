@@ -23,6 +23,7 @@ from cifarnets.train import (
     strip_prefixes,
 )
 from cifarnets.train.checkpoint import state_dict_for_save
+from cifarnets.train.rundir import Checkpoint
 
 
 def _model() -> nn.Module:
@@ -149,10 +150,11 @@ def test_a_checkpoint_step_round_trips_with_weights_only(tmp_path):
     weights = state_dict_for_save(model)
     history = History(model="vgg08", best_epoch=3)
     with RunDir(tmp_path) as run:
-        run.save_checkpoint(epoch=3, weights=weights, optimizer=opt.state_dict(), scheduler={"last_epoch": 3},
-                            rng={"torch": torch.get_rng_state()}, history=history, metadata={"model": "vgg08"},
-                            best=True)
-        back = run.load_checkpoint()
+        run.write_config({"model": "vgg08", "model_kwargs": {}, "data": {}, "train": {}})
+        run.save(Checkpoint(epoch=3, weights=weights, optimizer=opt.state_dict(), scheduler={"last_epoch": 3},
+                            rng={"torch": torch.get_rng_state()}, history=history, metadata={"model": "vgg08"}),
+                 best=True)
+        back = run.restore()
     assert back.epoch == 3 and back.history.best_epoch == 3 and back.metadata == {"model": "vgg08"}
     assert torch.equal(back.rng["torch"], torch.get_rng_state())
     assert all(torch.equal(back.weights[k], v) for k, v in weights.items())

@@ -158,7 +158,6 @@ def test_resume_never_downloads_and_survives_a_garbage_history(tmp_path, capsys,
     run = tmp_path / "run"
     assert cli.main([*TRAIN, "--epochs", "2", "--out", str(run)][:-4] + ["--epochs", "1", "--out", str(run)]) == 0
     config = json.loads((run / "config.json").read_text())
-    config["train"]["epochs"] = 2
     config["data"]["load_args"]["download"] = True  # planted
     (run / "config.json").write_text(json.dumps(config))
     (run / "history.json").write_text("garbage")
@@ -168,7 +167,27 @@ def test_resume_never_downloads_and_survives_a_garbage_history(tmp_path, capsys,
     capsys.readouterr()
     assert cli.main(["train", "--resume", str(run)]) == 0
     assert calls and calls[0]["download"] is False
-    assert [e.epoch for e in History.load(run).epochs] == [1, 2]  # history.json rebuilt from the checkpoint
+    assert [e.epoch for e in History.load(run).epochs] == [1]  # history.json rebuilt from the checkpoint
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 2), ("lr", 0.5)])
+def test_a_hand_edited_config_json_is_refused_on_resume(tmp_path, capsys, key, value):
+    # Editing epochs used to lengthen the run (although --epochs on resume is refused) and an
+    # edited lr was silently ignored: config.json must describe the run its checkpoint holds.
+    run = tmp_path / "run"
+    assert cli.main([*TRAIN, "--epochs", "2", "--out", str(run)][:-4] + ["--epochs", "1", "--out", str(run)]) == 0
+    kept = lambda: {p.name: p.read_bytes() for p in run.iterdir() if p.name.endswith((".pt", ".safetensors", ".json"))  # noqa: E731
+                    and p.name not in ("config.json", "status.json")}
+    before = kept()
+    config = json.loads((run / "config.json").read_text())
+    config["train"][key] = value
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"train.{key}" in err and "edited by hand" in err and "Traceback" not in err
+    assert kept() == before
+    assert "edited by hand" in json.loads((run / "status.json").read_text())["error"]
 
 
 def test_only_cifarnets_errors_become_one_line_messages(monkeypatch):

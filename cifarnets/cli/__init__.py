@@ -7,7 +7,9 @@ function; `main` wires them together.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -44,6 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2), format="%(message)s", stream=sys.stderr
     )
+    previous = signal.signal(signal.SIGTERM, _terminate) if _on_main_thread() else None
     try:
         return int(args.handler(args) or 0)
     except CifarnetsError as err:
@@ -56,10 +59,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as err:
         if err.filename is None or args.verbose >= 2:
             raise
-        # A path the user named cannot be used (a file where a folder is needed, no permission, ...).
+        # A path the user named cannot be used (a file where a folder is needed, no permission, a full disk).
         where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
-        print(f"cifarnets {args.command}: error: {where}: {err.strerror or err}", file=sys.stderr)
+        hint = ""
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = ("; nothing was written half: free some space and run the command again" +
+                    (" (a run continues from its last saved epoch: cifarnets train --resume RUN_DIR)"
+                     if args.command in ("train", "sweep") else ""))
+        print(f"cifarnets {args.command}: error: {where}: {err.strerror or err}{hint}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, _Terminated) as err:
+        how = "terminated (SIGTERM)" if isinstance(err, _Terminated) else "interrupted"
+        hint = ""
+        if args.command == "train":
+            hint = ": the run folder keeps its last finished epoch; `cifarnets train --resume RUN_DIR` continues it"
+        elif args.command == "sweep":
+            hint = ": finished cells are kept; run the same `cifarnets sweep` command again to continue"
+        print(f"{how}{hint}", file=sys.stderr)
+        return 143 if isinstance(err, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is so that every ``finally`` (locks, temporary files) runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _on_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

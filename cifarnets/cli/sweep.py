@@ -43,7 +43,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="per-epoch progress bars (default: on in a terminal when cells run one by one)")
     p.add_argument("--download", action="store_true",
                    help="download the data sets the grid needs (once, before the first cell) if they are missing")
-    p.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; train nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="make every check of a real run and list the cells; write and train nothing")
+    p.add_argument("--max-cells", type=int, default=None, metavar="N",
+                   help="refuse a grid of more than N cells (default: 10,000)")
     r = p.add_argument_group("ray engine")
     r.add_argument("--address", default=None,
                    help="join a Ray cluster: 'auto' or ray://HOST:PORT (default: start a local Ray)")
@@ -92,13 +95,25 @@ def _printer(total: int, bar: Any) -> Any:
 
 def _sweep(args: argparse.Namespace) -> int:
     from ..sweep import load_grid, run
+    from ..sweep.grid import MAX_CELLS
 
-    grid = load_grid(args.grid)
+    if args.max_cells is None:
+        args.max_cells = MAX_CELLS
+
+    grid = load_grid(args.grid, max_cells=args.max_cells)
     cells = grid.select(args.only)
     if args.dry_run:
+        # The checks of a real run (settings, folder, data sets, Ray), with nothing written or trained.
+        plan = run(grid, args.out, engine=args.engine, parallel=args.parallel, only=args.only, device=args.device,
+                   retries=args.retries, address=args.address, cpus_per_run=args.cpus_per_run,
+                   gpus_per_run=args.gpus_per_run, search=args.search, trials=args.trials, searcher=args.searcher,
+                   scheduler=args.scheduler, metric=args.metric, mode=args.mode, search_seed=args.search_seed,
+                   dry_run=True, max_cells=args.max_cells)
+        status = {o.name: o.status for o in plan.outcomes}
         for cell in cells:
             flags = " ".join(f"{k}={v}" for k, v in cell.settings.items() if k not in ("label", "name", "note"))
-            print(f"{cell.name:<40} {flags}")
+            done = "  (finished: skipped)" if status.get(cell.name) == "skipped" else ""
+            print(f"{cell.name:<40} {flags}{done}")
         print(f"{len(cells)} cell(s); nothing trained (--dry-run)")
         return 0
     interactive = sys.stderr.isatty()
@@ -117,12 +132,13 @@ def _sweep(args: argparse.Namespace) -> int:
                      quiet=not show_epochs, retries=args.retries, progress=_printer(total, bar),
                      address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                      search=args.search, trials=args.trials, searcher=args.searcher, scheduler=args.scheduler,
-                     metric=args.metric, mode=args.mode, search_seed=args.search_seed, download=args.download)
+                     metric=args.metric, mode=args.mode, search_seed=args.search_seed, download=args.download,
+                     max_cells=args.max_cells)
     finally:
         if bar is not None:
             bar.close()
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().items())
     print(f"\n{counts}. Results: cifarnets plot {args.out}")
     for outcome in result.failed:
-        print(f"FAILED {outcome.name}: {outcome.error} (details: {args.out}/_status/{outcome.name}.json)")
+        print(f"FAILED {outcome.name}: {outcome.error} (details: {args.out}/{outcome.name}/status.json)")
     return 0 if result.ok else 1

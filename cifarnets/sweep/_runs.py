@@ -17,22 +17,31 @@ from ..errors import CheckpointError
 from ..train import RUNTIME_FIELDS, History, RunDir, TrainConfig, fit
 from ..train.loop import EpochCallback
 
-__all__ = ["CellState", "check_matches", "epochs_done", "load_history", "state_of", "train"]
+__all__ = ["CellState", "check_matches", "epochs_done", "load_history", "run_dir", "state_of", "train"]
 
 CellState = Literal["new", "finished", "resumable", "incomplete"]
 
 
+def run_dir(sweep_dir: Path, name: str) -> RunDir:
+    """The run folder of cell `name`."""
+    return RunDir(sweep_dir / name)
+
+
 def state_of(run_dir: Path, epochs: int) -> CellState:
-    """``finished`` (all `epochs` trained and tested), ``resumable`` (a committed checkpoint to
-    continue from), ``incomplete`` (a config but no checkpoint: it died before its first save;
-    training it starts from epoch 0 in the same folder) or ``new``."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+    """`RunDir.state` in the sweep's words: ``finished`` (all `epochs` trained and tested),
+    ``resumable`` (a committed checkpoint to continue from), ``incomplete`` (it died before
+    its first save; training starts from epoch 0 in the same folder) or ``new``. A folder
+    with trained weights but no checkpoint is an error (`RunDir.refuse_orphaned`)."""
+    folder = RunDir(run_dir)
+    state = folder.state()
+    if state == "orphaned":
+        folder.refuse_orphaned()
+    if state == "new":
         return "new"
-    if not RunDir(run_dir).has_checkpoint():
+    if state == "started":
         return "incomplete"
     history = load_history(run_dir)
-    if (run_dir / "test.json").is_file() and history is not None and history.test is not None \
-            and len(history.epochs) >= epochs:
+    if state == "finished" and history is not None and history.test is not None and len(history.epochs) >= epochs:
         return "finished"
     return "resumable"
 
@@ -42,7 +51,7 @@ def epochs_done(run_dir: Path) -> int:
     return RunDir(run_dir).epochs_done() or 0
 
 
-def check_matches(run_dir: Path, model: str, flags: dict[str, Any], train: dict[str, Any]) -> Optional[str]:
+def check_matches(run_dir: Path, model: str, flags: dict[str, Any], train: TrainConfig) -> Optional[str]:
     """Why the run in `run_dir` is not the cell's (another model, flags or setting), or None if it is."""
     folder = RunDir(run_dir)
     if not folder.has_config():
@@ -55,7 +64,7 @@ def check_matches(run_dir: Path, model: str, flags: dict[str, Any], train: dict[
         return f"it trained {stored.get('model')!r}, the grid says {model!r}"
     if stored.get("flags", {}) != flags:
         return f"it trained with model flags {stored.get('flags')}, the grid says {flags}"
-    want = TrainConfig(**train).to_dict()
+    want = train.to_dict()
     have = stored.get("train", {})
     diff = [k for k in want if k not in RUNTIME_FIELDS and k != "label" and have.get(k) != want[k]]
     if diff:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from .._utils import PathLike, atomic_write
+from ..errors import RunError
 from . import _runs
-from .cell import CellOutcome, cell_status, data_load_args, train_config, write_status
-from .grid import GRID_FILE, Cell, Grid, GridError, grid_to_toml, load_grid, parse_grid
+from .cell import CellOutcome, cell_status, data_load_args, finished_outcome, train_config
+from .grid import GRID_FILE, MAX_CELLS, Cell, Grid, GridError, grid_to_toml, load_grid, parse_grid
 
 __all__ = ["ENGINES", "SweepResult", "load_sweep", "run"]
 
 ENGINES = ("local", "ray")
-SUMMARY_FILE = "sweep.json"
+SWEEP_LOCK = ".sweep.lock"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class SweepResult:
 
     out: Path
     outcomes: tuple[CellOutcome, ...]
+    seconds: float = 0.0
 
     @property
     def failed(self) -> list[CellOutcome]:
@@ -49,7 +53,7 @@ def _check_folder(grid: Grid, cells: Sequence[Cell], out: Path) -> None:
     problems = []
     for cell in cells:
         run_dir = out / cell.name
-        why = _runs.check_matches(run_dir, cell.model, dict(cell.model_kwargs), cell.train)
+        why = _runs.check_matches(run_dir, cell.model, dict(cell.model_kwargs), train_config(cell, {}))
         if why:
             problems.append(f"{run_dir}: {why}")
     if problems:
@@ -94,11 +98,13 @@ def run(
     mode: str = "max",
     search_seed: int = 0,
     download: bool = False,
+    dry_run: bool = False,
+    max_cells: int = MAX_CELLS,
 ) -> SweepResult:
     """Train every cell of `grid` into ``out/CELL`` run folders; return each cell's outcome.
 
     A rerun skips finished cells and resumes interrupted ones from their last saved epoch; a
-    cell's failure is recorded (``out/_status/CELL.json``) and the other cells go on. The grid
+    cell's failure is recorded (``out/CELL/status.json``) and the other cells go on. The grid
     is checked completely before anything starts, and a copy is kept as ``out/grid.toml``
     (``cifarnets plot out`` reads it for the labels and published numbers).
 
@@ -124,6 +130,9 @@ def run(
             trials share a GPU; default one GPU per trial where the cluster has GPUs).
         download: download the data sets the cells need (torchvision's CIFAR download) before
             the first cell starts, once, whatever the grid's ``download`` says.
+        dry_run: make every check a real run makes (settings, folder, data sets, Ray), write
+            nothing, train nothing; the outcomes are ``planned`` (or ``skipped`` when finished).
+        max_cells: refuse a grid of more cells (`MAX_CELLS` unless raised).
         search, trials, searcher, scheduler, metric, mode, search_seed: ray: sample `trials`
             cells around the grid's ``[base]`` (``["lr=loguniform(1e-4,1e-1)"]``) with Tune's
             ``"random"`` or ``"optuna"`` searcher and the ``"fifo"`` or ``"asha"`` scheduler,
@@ -135,16 +144,20 @@ def run(
     """
     if engine not in ENGINES:
         raise GridError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if not isinstance(parallel, int) or parallel < 1:
-        raise ValueError(f"parallel must be a positive integer; got {parallel!r}")
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0; got {retries!r}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise GridError(f"parallel (--parallel) must be a positive integer; got {parallel!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise GridError(f"retries (--retries) must be a non-negative integer; got {retries!r}")
+    if search and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise GridError(f"trials (--trials) must be a positive integer; got {trials!r}")
     if search and engine != "ray":
-        raise ValueError("--search needs the ray engine (Tune's searchers): add --engine ray")
+        raise GridError("--search needs the ray engine (Tune's searchers): add --engine ray")
+    if not str(out).strip():
+        raise GridError("the sweep folder (--out) is an empty path; name a folder")
     if isinstance(grid, Mapping):
-        grid = parse_grid(grid_to_toml(grid))
+        grid = parse_grid(grid_to_toml(grid), max_cells=max_cells)
     elif not isinstance(grid, Grid):
-        grid = load_grid(grid)
+        grid = load_grid(grid, max_cells=max_cells)
     out = Path(out)
     cells = grid.select(only)
     runtime: dict[str, Any] = {"quiet": quiet}
@@ -162,25 +175,31 @@ def run(
         from .ray_engine import import_ray
 
         import_ray()  # a missing Ray is an error before anything is written
-    _prepare_data(cells if space is None else grid.cells, download)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / GRID_FILE, grid.text)
+    _prepare_data(cells if space is None else grid.cells, download and not dry_run)
+    if dry_run:
+        planned = [finished_outcome(c, out, train_config(c, runtime).epochs) if (out / c.name).is_dir() else None
+                   for c in cells]
+        return SweepResult(out, tuple(o or CellOutcome(c.name, "planned") for c, o in zip(cells, planned)))
+    with _sweep_lock(out):
+        atomic_write(out / GRID_FILE, grid.text)
+        return _run_cells(grid, cells, out, engine, parallel, runtime, callbacks, retries, progress, space,
+                          dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, trials=trials,
+                               searcher=searcher, scheduler=scheduler, metric=metric, mode=mode,
+                               search_seed=search_seed))
 
-    # Finished cells are skipped here, for every engine.
+
+def _run_cells(grid: Grid, cells: Sequence[Cell], out: Path, engine: str, parallel: int, runtime: dict[str, Any],
+               callbacks: Sequence[Callable[..., None]], retries: int, progress: Any, space: Any,
+               ray_options: dict[str, Any]) -> SweepResult:
+
+    # Finished cells are skipped here, for every engine (by the rule run_cell also follows).
     todo, outcomes = [], {}
     for cell in cells:
-        config = train_config(cell, runtime)
-        if _runs.state_of(out / cell.name, config.epochs) == "finished":
-            history = _runs.load_history(out / cell.name)
-            vals = [e.val_acc for e in history.epochs if e.val_acc is not None] if history else []
-            outcomes[cell.name] = CellOutcome(
-                cell.name, "skipped", epochs=len(history.epochs) if history else 0,
-                test_acc=history.test.get("acc") if history and history.test else None,
-                best_val_acc=max(vals) if vals else None)
-            if cell_status(out, cell.name).get("status") != "done":
-                write_status(out, cell.name, status="done", error="")
+        skipped = finished_outcome(cell, out, train_config(cell, runtime).epochs)
+        if skipped is not None:
+            outcomes[cell.name] = skipped
             if progress is not None:
-                progress("skipped", cell, outcomes[cell.name])
+                progress("skipped", cell, skipped)
         else:
             todo.append(cell)
 
@@ -196,19 +215,37 @@ def run(
         from .ray_engine import run_ray
 
         done = run_ray(todo, out, grid=grid, runtime=runtime, callbacks=callbacks, retries=retries,
-                       address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                       parallel=parallel if parallel > 1 else None, space=space, trials=trials, searcher=searcher,
-                       scheduler=scheduler, metric=metric, mode=mode, search_seed=search_seed, progress=progress)
+                       parallel=parallel if parallel > 1 else None, space=space, progress=progress, **ray_options)
     for outcome in done:
         outcomes[outcome.name] = outcome
     order = [c.name for c in cells] + [o.name for o in done if o.name not in {c.name for c in cells}]
-    result = SweepResult(out, tuple(outcomes[n] for n in order))
-    summary = {"engine": engine, "parallel": parallel, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z",
-                                                                                 time.localtime(started)),
-               "seconds": time.time() - started, "host": os.uname().nodename if hasattr(os, "uname") else "",
-               "cells": [o.to_dict() for o in result.outcomes]}
-    atomic_write(out / SUMMARY_FILE, json.dumps(summary, indent=1))
-    return result
+    return SweepResult(out, tuple(outcomes[n] for n in order), seconds=time.time() - started)
+
+
+@contextlib.contextmanager
+def _sweep_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.sweep.lock`` while a sweep runs: a second sweep on the same folder stops at once, saying so."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SWEEP_LOCK
+    if path.is_symlink():
+        raise GridError(f"{path} is a symbolic link; remove it (cifarnets never writes through a link)")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: the run folders' own locks still hold
+            pass
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise RunError(f"another sweep is running in {out} ({holder}); its cells are locked by it. Wait for it "
+                           "to finish (then run this command again to continue), or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def load_sweep(out: PathLike) -> tuple[Grid, list[Cell]]:
@@ -222,12 +259,11 @@ def load_sweep(out: PathLike) -> tuple[Grid, list[Cell]]:
     grid = parse_grid(path.read_text(), path=str(path))
     cells = [c for c in grid.cells if (out / c.name / "history.json").is_file()]
     known = {c.name for c in cells}
-    status_dir = out / "_status"
-    if status_dir.is_dir():
-        for f in sorted(status_dir.glob("*.json")):
-            name = f.stem
-            stored = cell_status(out, name).get("cell")
-            if name not in known and stored and (out / name / "history.json").is_file() and \
-                    name not in {c.name for c in grid.cells}:
-                cells.append(Cell.from_dict(stored))
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        name = folder.name
+        if name in known or name in {c.name for c in grid.cells} or not (folder / "history.json").is_file():
+            continue
+        stored = cell_status(out, name).get("cell")  # a searched trial records its cell in its status
+        if stored:
+            cells.append(Cell.from_dict(stored))
     return grid, cells

@@ -2,10 +2,11 @@
 
 `run_cell` is what every engine calls for a cell: it skips a finished run, resumes an
 interrupted one, trains a new one, and never lets the cell's failure escape (the error is
-recorded, the other cells go on). Each cell's status lives in ``DIR/_status/CELL.json``
-(written atomically by the process that runs the cell): ``running``, ``done``, ``failed``
-(with the error and its traceback) or ``stopped`` (ended early by a Tune scheduler), the
-number of attempts, and the epoch the last attempt resumed from.
+recorded, the other cells go on). A cell's status lives in its run folder
+(``DIR/CELL/status.json``, owned by `cifarnets.train.RunDir`): ``running``, ``done``,
+``failed`` (with the error and its traceback) or ``stopped`` (ended early by a Tune
+scheduler), the number of attempts, and the epoch the last attempt resumed from. The run
+folders are the sweep's only state.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .._utils import PathLike, atomic_write
+from .._utils import PathLike
 from . import _runs
 from .grid import Cell
 
-__all__ = ["CellOutcome", "STATUS_DIR", "cell_status", "load_cell_data", "run_cell"]
+__all__ = ["CellOutcome", "cell_status", "finished_outcome", "load_cell_data", "run_cell"]
 
 logger = logging.getLogger(__name__)
 
-STATUS_DIR = "_status"
+#: The CPU threads of a cell whose grid does not set ``threads``.
+CELL_THREADS = 1
 
 EpochReport = Callable[[Cell, Any, Any], None]
 """``report(cell, record, history)`` after each epoch (the Ray engine forwards it to Tune)."""
@@ -55,23 +57,13 @@ class CellOutcome:
         return asdict(self)
 
 
-def _status_path(sweep_dir: Path, name: str) -> Path:
-    return sweep_dir / STATUS_DIR / f"{name}.json"
-
-
 def cell_status(sweep_dir: PathLike, name: str) -> dict[str, Any]:
-    """The recorded status of a cell (``{}`` if it never ran)."""
-    path = _status_path(Path(sweep_dir), name)
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+    """The recorded status of a cell (``{}`` if it never ran): its run folder's ``status.json``."""
+    return _runs.run_dir(Path(sweep_dir), name).status()
 
 
 def write_status(sweep_dir: Path, name: str, **fields: Any) -> dict[str, Any]:
-    status = {**cell_status(sweep_dir, name), **fields, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write(_status_path(sweep_dir, name), json.dumps(status, indent=1, default=str))
-    return status
+    return _runs.run_dir(Path(sweep_dir), name).update_status(**fields)
 
 
 # ---------------------------------------------------------------------- data
@@ -116,10 +108,14 @@ def load_cell_data(cell: Cell, download: bool = False) -> Any:
 
 
 def train_config(cell: Cell, runtime: Mapping[str, Any]) -> Any:
-    """The cell's `TrainConfig`, with the engine's runtime settings (device, quiet)."""
+    """The cell's `TrainConfig`, with the engine's runtime settings (device, quiet).
+
+    A cell trains with one CPU thread unless the grid says ``threads = N``: its numbers then do
+    not depend on the engine, on ``--parallel`` or on the machine's core count.
+    """
     from ..train import TrainConfig
 
-    return TrainConfig(**{**cell.train, "label": cell.label, **runtime})
+    return TrainConfig(**{"threads": CELL_THREADS, **cell.train, "label": cell.label, **runtime})
 
 
 def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, Any]] = None,
@@ -134,13 +130,10 @@ def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, 
     sweep_dir = Path(sweep_dir)
     run_dir = sweep_dir / cell.name
     config = train_config(cell, runtime or {})
+    skipped = finished_outcome(cell, sweep_dir, config.epochs)
+    if skipped is not None:
+        return skipped
     state = _runs.state_of(run_dir, config.epochs)
-    if state == "finished":
-        history = _runs.load_history(run_dir)
-        outcome = _outcome(cell.name, "skipped", history)
-        if cell_status(sweep_dir, cell.name).get("status") != "done":
-            write_status(sweep_dir, cell.name, status="done", error="")
-        return outcome
     previous = cell_status(sweep_dir, cell.name)
     resumed_from = _runs.epochs_done(run_dir) if state == "resumable" else None
     write_status(sweep_dir, cell.name, status="running", attempts=int(previous.get("attempts", 0)) + 1,
@@ -164,6 +157,15 @@ def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, 
                            seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {err}")
     write_status(sweep_dir, cell.name, status="done", error="")
     return _outcome(cell.name, "done", history, resumed_from, time.perf_counter() - started)
+
+
+def finished_outcome(cell: Cell, sweep_dir: Path, epochs: int) -> Optional[CellOutcome]:
+    """The ``skipped`` outcome of a cell whose run is finished, or None: the one rule every engine skips by."""
+    if _runs.state_of(sweep_dir / cell.name, epochs) != "finished":
+        return None
+    if cell_status(sweep_dir, cell.name).get("status") not in (None, "done"):
+        write_status(sweep_dir, cell.name, status="done", error="")
+    return _outcome(cell.name, "skipped", _runs.load_history(sweep_dir / cell.name))
 
 
 def _outcome(name: str, status: str, history: Any, resumed_from: Optional[int] = None,

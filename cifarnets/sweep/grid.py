@@ -80,6 +80,8 @@ META_KEYS = ("label", "name", "group", "note", "prose_only", "published")
 _NOT_IN_GRID = {"out_dir": "the sweep puts every cell in DIR/CELL (choose DIR with --out)",
                 "extra": "not a training option", "quiet": "a runtime choice (the sweep sets it)",
                 "label": None}
+#: The most cells a grid may have unless the caller raises it (a typo of a few axes is a million runs).
+MAX_CELLS = 10_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
@@ -170,7 +172,7 @@ def _toml_loads(text: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def load_grid(path: PathLike) -> Grid:
+def load_grid(path: PathLike, *, max_cells: int = MAX_CELLS) -> Grid:
     """Read and check a grid file (TOML); raise `GridError` naming every problem.
 
     Example:
@@ -182,8 +184,16 @@ def load_grid(path: PathLike) -> Grid:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"grid file {path} does not exist (examples/grids/ has the reports' grids)")
-    return parse_grid(path.read_text(), path=str(path))
+        raise GridError(f"grid file {path} does not exist{' (it is a folder)' if path.is_dir() else ''}; "
+                        "examples/grids/ has the reports' grids")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GridError(f"{path} is not a UTF-8 text file (byte {err.start}: {err.reason}); a grid file is TOML "
+                        "text: save it as UTF-8") from None
+    except OSError as err:
+        raise GridError(f"cannot read {path} ({err.strerror or err})") from None
+    return parse_grid(text, path=str(path), max_cells=max_cells)
 
 
 def grid_to_toml(data: Mapping[str, Any]) -> str:
@@ -216,8 +226,9 @@ def grid_to_toml(data: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
-    """`load_grid` on the text of a grid file."""
+def parse_grid(text: str, *, path: Optional[str] = None, max_cells: int = MAX_CELLS) -> Grid:
+    """`load_grid` on the text of a grid file. A grid of more than `max_cells` cells is refused
+    before any cell is built (the count is the product of the axes' lengths plus the cells)."""
     where = path or "the grid"
     try:
         raw = _toml_loads(text)
@@ -256,6 +267,13 @@ def parse_grid(text: str, *, path: Optional[str] = None) -> Grid:
         raise GridError(f"{where}: " + "; ".join(problems))
 
     axis_items = [(k, v) for k, v in axes.items()]
+    count = (math.prod(len(v) for _, v in axis_items) if axis_items else (0 if extra else 1)) + len(extra)
+    if count > max_cells:
+        shape = " x ".join(f"{k} {len(v)}" for k, v in axis_items)
+        raise GridError(f"{where} has {count:,} cells ({shape}{' + ' if shape and extra else ''}"
+                        f"{f'{len(extra)} [[cells]]' if extra else ''}), more than the limit of {max_cells:,}; "
+                        "shorten the axes, or raise the limit if you mean it (cifarnets sweep --max-cells N, "
+                        "Python: max_cells=N)")
     raw_cells: list[tuple[dict[str, Any], list[str], str]] = []
     if axis_items:
         for combo in itertools.product(*(v for _, v in axis_items)):

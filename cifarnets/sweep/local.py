@@ -2,7 +2,8 @@
 
 With ``parallel=N`` every cell runs in a fresh worker process (spawned, so CUDA is safe), at
 most N at a time. Worker slot ``k`` is pinned to GPU ``k mod #GPUs`` (``CUDA_VISIBLE_DEVICES``)
-when there are GPUs, and gets ``cpu_count // N`` CPU threads. A worker that dies (killed,
+when there are GPUs, and trains with the CPU threads its cell's config says (1 unless the grid sets
+``threads``). A worker that dies (killed,
 out of memory) has its cell started again, up to `retries` times; the new attempt resumes
 from the cell's last saved epoch.
 """
@@ -50,13 +51,10 @@ def run_local(cells: Sequence[Cell], sweep_dir: Path, *, parallel: int, runtime:
 
 
 def _worker(cell: dict[str, Any], sweep_dir: str, runtime: dict[str, Any], callbacks: Sequence[Callable[..., None]],
-            gpu: Optional[int], threads: int, conn: Any) -> None:
-    """A worker process: pin to its GPU / threads, run one cell, send its outcome back."""
+            gpu: Optional[int], conn: Any) -> None:
+    """A worker process: pin to its GPU, run one cell (with the threads its config says), send its outcome back."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    import torch
-
-    torch.set_num_threads(threads)
     outcome = run_cell(Cell.from_dict(cell), sweep_dir, runtime=runtime, callbacks=callbacks)
     conn.send(outcome.to_dict())
     conn.close()
@@ -66,7 +64,6 @@ def _run_pool(cells: Sequence[Cell], sweep_dir: Path, parallel: int, runtime: Ma
               callbacks: Sequence[Callable[..., None]], retries: int, notify: Progress) -> list[CellOutcome]:
     ctx = mp.get_context("spawn")
     gpus = _gpu_count()
-    threads = max(1, (os.cpu_count() or 1) // parallel)
     pending = deque(cells)
     attempts: dict[str, int] = {}
     outcomes: dict[str, CellOutcome] = {}
@@ -81,7 +78,7 @@ def _run_pool(cells: Sequence[Cell], sweep_dir: Path, parallel: int, runtime: Ma
                 gpu = slot % gpus if gpus else None
                 proc = ctx.Process(target=_worker, name=f"cifarnets-sweep-{slot}",
                                    args=(cell.to_dict(), str(sweep_dir), dict(runtime), list(callbacks), gpu,
-                                         threads, send))
+                                         send))
                 proc.start()
                 send.close()
                 running[proc.sentinel] = (proc, receive, cell, slot)

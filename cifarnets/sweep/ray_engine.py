@@ -51,13 +51,12 @@ def _metrics(record: Any) -> dict[str, Any]:
 
 
 def _trainable(config: dict[str, Any], *, cells: dict[str, dict[str, Any]], sweep_dir: str,
-               runtime: dict[str, Any], callbacks: Sequence[Callable[..., None]], threads: int,
+               runtime: dict[str, Any], callbacks: Sequence[Callable[..., None]],
                space: Optional[SearchSpace], grid: Optional[Grid]) -> None:
-    """One Tune trial: the cell named by ``config["cell"]``, or a cell from sampled settings."""
-    import torch
+    """One Tune trial: the cell named by ``config["cell"]``, or a cell from sampled settings (the CPU threads
+    are the cell's own setting, as on the local engine)."""
     from ray import tune
 
-    torch.set_num_threads(threads)
     if space is not None:
         assert grid is not None
         trial_id = tune.get_context().get_trial_id()
@@ -104,7 +103,7 @@ def run_ray(cells: Sequence[Cell], sweep_dir: Path, *, grid: Grid, runtime: Mapp
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, cells={c.name: c.to_dict() for c in cells}, sweep_dir=str(sweep_dir),
                                  runtime=dict(runtime), callbacks=list(callbacks),
-                                 threads=max(1, int(cpus_per_run)), space=space, grid=grid if space else None),
+                                 space=space, grid=grid if space else None),
             resources)
         tune_kwargs: dict[str, Any] = {"max_concurrent_trials": parallel if parallel and parallel > 1 else None}
         if space is None:

@@ -29,11 +29,12 @@ from typing import IO, Any, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from .._utils import atomic_write, unwrap_model
+from .._utils import DIGEST_KEY, atomic_write, tensor_digest, unwrap_model
 from ..errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CheckpointError", "CheckpointNotFoundError", "atomic_write", "load_checkpoint",
+    "load_verified_weights",
     "read_metadata", "save_weights", "state_dict_for_save", "strip_prefixes",
 ]
 
@@ -103,7 +104,29 @@ def weights_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]
     """A ``.safetensors`` file's bytes: `state` and `metadata` (JSON under the header's "cifarnets" key)."""
     from safetensors.torch import save
 
-    return save(dict(state), metadata=_metadata_header(metadata))
+    return save(dict(state), metadata={**_metadata_header(metadata), DIGEST_KEY: tensor_digest(state)})
+
+
+def load_verified_weights(path: PathLike, device: Union[str, torch.device] = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, checked against the checksum cifarnets stored in it (if any).
+
+    A file written by `weights_bytes` carries the SHA-256 of its tensors (`DIGEST_KEY`); a
+    flipped bit, a truncated file or an edited tensor is named as damage.
+    """
+    from safetensors import safe_open
+
+    _check_readable(Path(path))
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            stored = (f.metadata() or {}).get(DIGEST_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for a truncated or garbled file
+        raise CheckpointError(f"{path} is damaged or not a .safetensors file ({err}); was it written completely? "
+                              "Restore it from a backup") from err
+    if stored is not None and stored != tensor_digest(tensors):
+        raise CheckpointError(f"{path} is damaged: its checksum does not match its tensors (a disk or copy error, or "
+                              "an edit); restore it from a backup, or retrain")
+    return tensors
 
 
 def save_weights(path: PathLike, model_or_state: Union[nn.Module, Mapping[str, torch.Tensor]],
@@ -220,13 +243,8 @@ def load_checkpoint(
     path = _resolve_checkpoint_path(path)
     head = _check_readable(path)
     if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
-        from safetensors.torch import load_file
-
         metadata = read_metadata(path)
-        try:
-            state = load_file(str(path), device=str(device))
-        except Exception as err:
-            raise CheckpointError(f"cannot read {path} ({err}); was it written completely?") from err
+        state = load_verified_weights(path, device)
     else:
         obj = torch_load_safely(path, map_location=device, what=str(path))
         has_metadata = isinstance(obj, Mapping) and isinstance(obj.get("metadata"), Mapping)

@@ -30,7 +30,10 @@ from typing import Any, Literal, Mapping, Optional
 
 from ..errors import ConfigError
 
-__all__ = ["ConfigError", "OPTIMIZERS", "RUNTIME_FIELDS", "SCHEDULES", "SCHEDULE_FIELDS", "TrainConfig"]
+__all__ = [
+    "ConfigError", "OPTIMIZERS", "RUNTIME_FIELDS", "SCHEDULES", "SCHEDULE_FIELDS", "TrainConfig", "resumable_fields",
+    "resume_changes",
+]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
@@ -152,6 +155,8 @@ class TrainConfig:
     amp: Optional[bool] = _f(None, "bf16 autocast", "run", shown="on for CUDA with bf16")
     channels_last: Optional[bool] = _f(None, "NHWC memory format", "run", shown="on for CUDA and CPU")
     compile: bool = _f(False, "torch.compile the model", "run")
+    threads: Optional[int] = _f(None, "intra-op CPU threads of training (results are bit-identical only for one "
+                                "thread count)", "run", shown="the usable cores; 1 per sweep cell")
     sync_bn: bool = _f(False, "SyncBatchNorm under torchrun", "run")
     device: Optional[str] = _f(None, "cpu, cuda, cuda:1, mps", "run", shown="best available")
     dist_timeout: float = _f(600.0, "seconds a torchrun process waits for the others before it stops with an "
@@ -229,7 +234,16 @@ class TrainConfig:
              f"warmup_start_factor must be in (0, 1]; got {self.warmup_start_factor!r}")
         need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1); got {self.label_smoothing!r}")
         need(self.padding >= 0, f"padding must be >= 0; got {self.padding!r}")
-        need(self.seed >= 0, f"seed must be a non-negative integer; got {self.seed!r}")
+        need(0 <= self.seed < 2**63, f"seed must be an integer in [0, 2**63); got {self.seed!r}")
+        need(self.threads is None or 1 <= self.threads <= 4096,
+             f"threads must be a positive number of CPU threads (or None for the usable cores); got {self.threads!r}")
+        need(all(m <= self.epochs for m in self.milestones),
+             f"milestones {[m for m in self.milestones if m > self.epochs]} lie after the last epoch "
+             f"(epochs={self.epochs}): they would never apply; use milestones within 1..{self.epochs}")
+        need(self.padding <= 256, f"padding must be at most the image size; got {self.padding!r} pixels")
+        need(self.batch_size <= 2**24, f"batch_size {self.batch_size} is larger than any data set this trains on")
+        need(self.out_dir is None or bool(str(self.out_dir).strip()),
+             "out_dir is an empty path: name a run folder (--out DIR) or leave it unset (None) to keep no files")
         need(self.check_every >= 1, f"check_every must be >= 1; got {self.check_every!r}")
         need(self.dist_timeout > 0, f"dist_timeout must be a positive number of seconds; got {self.dist_timeout!r}")
         need(self.diverge_factor == 0 or self.diverge_factor > 1,
@@ -295,6 +309,36 @@ class TrainConfig:
 
 FIELD_TYPES = typing.get_type_hints(TrainConfig)
 _FLOAT_FIELDS = tuple(f.name for f in fields(TrainConfig) if FIELD_TYPES[f.name] is float)
+
+
+def resumable_fields(change_schedule: bool = False) -> frozenset:
+    """The settings a resumed run may change: `RUNTIME_FIELDS`, and `SCHEDULE_FIELDS` when asked for."""
+    return RUNTIME_FIELDS | (SCHEDULE_FIELDS if change_schedule else frozenset())
+
+
+def resume_changes(stored: TrainConfig, config: TrainConfig, *, change_schedule: bool = False) -> dict[str, list[Any]]:
+    """The one rule of what a resume may change: ``{field: [old, new]}`` outside `RUNTIME_FIELDS`.
+
+    Raises `ConfigError` naming each refused change (and how to ask for a schedule change);
+    `fit`, `resume` and the command line all go by this function.
+    """
+    old, new = stored.to_dict(), config.to_dict()
+    # threads=None means "as the run was started with" (the resolved count is what config.json records).
+    if new.get("threads") is None:
+        new["threads"] = old.get("threads")
+    diff = {k: [old.get(k), v] for k, v in new.items() if k not in RUNTIME_FIELDS and old.get(k) != v}
+    refused = {k: v for k, v in diff.items() if k not in resumable_fields(change_schedule)}
+    if refused:
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        hint = ""
+        if set(refused) <= SCHEDULE_FIELDS:
+            hint = (" To change the learning rate or its schedule from the next epoch on, ask for it: "
+                    "resume(..., change_schedule=True) (CLI: --resume RUN --change-schedule --lr ...).")
+        raise ConfigError(
+            f"cannot resume {config.out_dir} with different settings ({changes}); only "
+            f"{', '.join(sorted(RUNTIME_FIELDS - {'out_dir'}))} may change freely.{hint} Start a new run "
+            "(another out_dir) for other settings.")
+    return diff
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

@@ -30,15 +30,15 @@ import torch.nn as nn
 
 from .._utils import CifarnetsError
 from ..data import DataBundle, DeviceLoader, derive_seed, make_loaders
-from ..errors import ConfigError, NonFiniteLossError, TrainingDivergedError
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingDivergedError
 from ._model import check_model_fits_data, identify_model
 from .checkpoint import state_dict_for_save
-from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, TrainConfig
+from .config import SCHEDULE_FIELDS, TrainConfig, resume_changes
 from .distributed import DistContext, DistributedError, setup_distributed, teardown
 from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
 from .optim import build_optimizer, build_scheduler
-from .rundir import RunDir, RunExistsError
+from .rundir import Checkpoint, RunDir, RunExistsError
 
 __all__ = [
     "EpochCallback", "NonFiniteLossError", "ResumeMismatchError", "TrainingDivergedError", "describe_data", "fit",
@@ -110,22 +110,15 @@ def describe_data(data: DataBundle, load_args: Optional[Mapping[str, Any]]) -> d
     }
 
 
-def _config_changes(stored: TrainConfig, config: TrainConfig, allowed: frozenset) -> dict[str, list[Any]]:
-    """The fields `config` changes with respect to `stored`, outside `RUNTIME_FIELDS`; raise for any not `allowed`."""
-    old, new = stored.to_dict(), config.to_dict()
-    diff = {k: [old.get(k), v] for k, v in new.items() if k not in RUNTIME_FIELDS and old.get(k) != v}
-    refused = {k: v for k, v in diff.items() if k not in allowed}
-    if refused:
-        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
-        hint = ""
-        if set(refused) <= SCHEDULE_FIELDS:
-            hint = (" To change the learning rate or its schedule from the next epoch on, ask for it: "
-                    "resume(..., change_schedule=True) (CLI: --resume RUN --change-schedule --lr ...).")
-        raise ResumeMismatchError(
-            f"cannot resume {config.out_dir} with different settings ({changes}); only "
-            f"{', '.join(sorted(RUNTIME_FIELDS - {'out_dir'}))} may change freely.{hint} Start a new run "
-            "(another out_dir) for other settings.")
-    return diff
+def _check_fits_data(config: TrainConfig, data: DataBundle) -> None:
+    """Refuse settings that cannot mean what they say for this data set."""
+    side = min(data.image_size)
+    if config.augment and config.padding >= side:
+        raise ConfigError(f"padding={config.padding} is not smaller than the images ({side} px): the random crop "
+                          f"would mostly see zeros; the reports pad 4 px (use --padding 0..{side - 1})")
+    if config.batch_size > len(data.train):
+        raise ConfigError(f"batch_size={config.batch_size} is larger than the training set ({len(data.train):,} "
+                          f"images): an epoch would be one step of every image; use at most {len(data.train)}")
 
 
 class _Run:
@@ -147,6 +140,7 @@ class _Run:
         raw, self.name, self.flags, self.model_kwargs, self.rebuildable = identify_model(
             model, model_kwargs, data, config.seed)
         check_model_fits_data(raw, data)
+        _check_fits_data(config, data)
         self.loaders = make_loaders(
             data, config.batch_size // ctx.world_size, eval_batch_size=config.eval_batch_size, device=device,
             augment=config.augment, padding=config.padding, seed=config.seed, drop_last=config.drop_last,
@@ -196,6 +190,7 @@ class _Run:
             return
         if ctx.is_main:
             folder.lock()
+        folder.refuse_orphaned()
         if folder.has_checkpoint():
             if not resume:
                 raise RunExistsError(
@@ -205,8 +200,8 @@ class _Run:
         else:
             if resume and folder.has_config():
                 # Killed before its first checkpoint: the run starts again, with the settings it was started with.
-                _config_changes(TrainConfig.from_dict(folder.config()["train"]), self.config,
-                                SCHEDULE_FIELDS if change_schedule else frozenset())
+                resume_changes(TrainConfig.from_dict(folder.config()["train"]), self.config,
+                               change_schedule=change_schedule)
                 logger.info("%s has no checkpoint yet: starting its run from the beginning", folder.path)
             elif folder.has_config():
                 logger.warning("%s holds config.json but no checkpoint (a run that stopped before its first "
@@ -243,19 +238,18 @@ class _Run:
             self.best_state = state
         if not (self.ctx.is_main and self.folder is not None):
             return
-        self.folder.save_checkpoint(
+        self.folder.save(Checkpoint(
             epoch=epoch, weights=state, optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             rng={"torch": torch.get_rng_state(),
                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            history=self.history, metadata=self._metadata(record), best=improved)
+            history=self.history, metadata=self._metadata(record)), best=improved)
 
     def _restore(self, change_schedule: bool, allow_world_size_change: bool) -> None:
         """Load model, optimiser, scheduler, RNG and history from the folder's checkpoint (resume)."""
         folder, ctx, config = self.folder, self.ctx, self.config
         assert folder is not None
         stored = folder.config()
-        changes = _config_changes(TrainConfig.from_dict(stored["train"]), config,
-                                  SCHEDULE_FIELDS if change_schedule else frozenset())
+        changes = resume_changes(TrainConfig.from_dict(stored["train"]), config, change_schedule=change_schedule)
         stored_world = stored.get("world_size", 1)
         if stored_world != ctx.world_size:
             if not allow_world_size_change:
@@ -266,8 +260,15 @@ class _Run:
                     f"{stored_world}, or no torchrun for 1), or accept the change with allow_world_size_change=True "
                     "(CLI: --allow-world-size-change; it is recorded in the history)")
             changes["world_size"] = [stored_world, ctx.world_size]
-        ckpt = folder.load_checkpoint(self.device)
-        self.raw.load_state_dict(ckpt.weights)
+        ckpt = folder.restore(self.device, repair=False)
+        try:
+            self.raw.load_state_dict(ckpt.weights)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())[:300]
+            raise CheckpointError(
+                f"{folder.path / 'last.state.pt'}: its weights do not fit {self.name}({self.flags}) as config.json "
+                f"describes it ({detail}). The model code or its keywords changed since the run was trained; resume "
+                "with the cifarnets version that trained it, or start a new run") from None
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.scheduler.load_state_dict(ckpt.scheduler)
         rng = ckpt.rng or {}
@@ -543,9 +544,12 @@ def fit(
         raise TypeError(f"fit() takes a DataBundle (cifarnets.data.load_dataset(...)); got {type(data).__name__}")
     if data.is_synthetic:
         logger.info("training on the SYNTHETIC data set: its numbers say nothing about CIFAR")
+    config = _resolve_threads(config, resume)
     ctx, device = setup_distributed(config.device, timeout_s=config.dist_timeout)
     run: Optional[_Run] = None
+    saved_threads = torch.get_num_threads()
     try:
+        torch.set_num_threads(config.threads or saved_threads)
         with _algorithms(config.deterministic, device):
             run = _Run(model, data, config, ctx, device, model_kwargs, data_args, callbacks)
             run.open_folder(resume, change_schedule, allow_world_size_change)
@@ -562,7 +566,36 @@ def fit(
             f"dist_timeout={config.dist_timeout:g} s, or died ({type(err).__name__}: {str(err).splitlines()[0]}). "
             "Restart the job; it resumes from the last checkpoint (--resume RUN_DIR). Raise --dist-timeout if "
             "the processes are merely slow to meet (e.g. a slow file system)") from err
+    except BaseException as err:
+        if run is not None and run.folder is not None and run.folder.locked:
+            with contextlib.suppress(Exception):  # the folder may be what failed (a full disk)
+                run.folder.record_failure(err, run.history.epochs[-1].epoch if run.history.epochs else None)
+        raise
     finally:
+        torch.set_num_threads(saved_threads)
         if run is not None and run.folder is not None:
             run.folder.unlock()
         teardown(ctx)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; all cores where the OS has none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _resolve_threads(config: TrainConfig, resume: bool) -> TrainConfig:
+    """`config` with `threads` resolved: as given, else as the resumed run recorded, else the usable cores.
+
+    The count is recorded (config.json) because it changes a deterministic run's bits.
+    """
+    if config.threads is not None:
+        return config
+    threads = None
+    if resume and config.out_dir:
+        folder = RunDir(config.out_dir)
+        if folder.has_config():
+            threads = folder.config()["train"].get("threads")
+    return config.replace(threads=threads if isinstance(threads, int) else usable_cores())

@@ -6,7 +6,7 @@ import os
 from typing import Any, Optional, Sequence, Union
 
 from ..data import DataBundle
-from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, TrainConfig
+from .config import RUNTIME_FIELDS, SCHEDULE_FIELDS, TrainConfig, resumable_fields
 from .history import History
 from .loop import EpochCallback, ResumeMismatchError, describe_data, fit
 from .rundir import RunDir
@@ -43,8 +43,9 @@ def resume(
     """
     folder = RunDir(run_dir)
     stored = folder.config()
-    allowed = RUNTIME_FIELDS | (SCHEDULE_FIELDS if change_schedule else frozenset())
-    bad = sorted(set(changes) - allowed)
+    if folder.has_checkpoint():
+        folder.check_binding()  # an edited config.json is named as an edit, before anything is compared with it
+    bad = sorted(set(changes) - resumable_fields(change_schedule))
     if bad:
         hint = " (and, with change_schedule=True, " + ", ".join(sorted(SCHEDULE_FIELDS)) + ")" \
             if not change_schedule else ""

@@ -9,6 +9,14 @@ A run folder holds::
     history.json/.csv  every finished epoch (derived from last.state.pt)
     test.json          the best weights on the test set, once training ends
     .lock              held (flock) by the process training in the folder; names its pid and host
+    status.json        how the last attempt went: failed or interrupted (the error, the epoch), running or
+                       done under a sweep (attempts, host); absent for a run that simply finished
+
+``last.state.pt`` starts with a header line (``CIFARNETS-STATE 1 <sha256 of the rest>``) and
+holds the run's id and settings: a flipped byte is named as damage, a checkpoint copied from
+another run (or a config.json edited by hand) is refused, never trained on. The safetensors
+files carry the SHA-256 of their tensors (``cifarnets.sha256`` in their metadata), checked when
+they are loaded. No file of a run folder is read or locked through a symbolic link.
 
 Every file is written atomically (`cifarnets._utils.atomic_write`). One checkpoint step is
 one file, ``last.state.pt``, written first: it is the commit point, and everything written
@@ -25,10 +33,13 @@ the next run simply takes it (and removes the temporary files the kill left behi
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -38,8 +49,8 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from .._utils import atomic_write, stale_temp_files
-from ..errors import ConfigError, RunError, RunExistsError, RunNotFoundError
-from .checkpoint import CheckpointError, read_metadata, torch_load_safely, weights_bytes
+from ..errors import CheckpointNotFoundError, ConfigError, RunError, RunExistsError, RunNotFoundError
+from .checkpoint import CheckpointError, load_verified_weights, read_metadata, torch_load_safely, weights_bytes
 from .history import History
 
 try:  # POSIX; elsewhere runs are not locked (a warning says so)
@@ -48,8 +59,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "CONFIG_SCHEMA", "RUN_FILES", "Checkpoint", "NotARunError", "RunConfigError", "RunDir", "RunDirError",
-    "RunExistsError", "RunLockedError",
+    "CONFIG_SCHEMA", "IDENTITY_KEYS", "RUN_FILES", "Checkpoint", "NotARunError", "RunConfigError", "RunDir",
+    "RunDirError", "RunExistsError", "RunLockedError", "identity", "identity_changes", "load_verified_weights",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,7 +68,19 @@ logger = logging.getLogger(__name__)
 CONFIG_SCHEMA = 2
 CONFIG, STATE, LAST, BEST = "config.json", "last.state.pt", "last.safetensors", "best.safetensors"
 HISTORY_JSON, HISTORY_CSV, TEST, LOCK = "history.json", "history.csv", "test.json", ".lock"
+STATUS = "status.json"
 RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, LAST, STATE, BEST, TEST)
+# Files that hold the result of training: never overwritten by a run that starts over.
+_TRAINED_FILES = (BEST, LAST, HISTORY_JSON, TEST)
+
+# last.state.pt: one header line, then torch.save's bytes. The header's digest covers the rest.
+_STATE_MAGIC = b"CIFARNETS-STATE 1 "
+_STATE_HEADER_LEN = len(_STATE_MAGIC) + 64 + 1
+
+# The config.json keys that say what a run computes; a checkpoint records them, and a resume
+# whose folder says otherwise (an edited config.json, a copied checkpoint) is refused.
+# (The number of processes has its own rule: see `fit`'s allow_world_size_change.)
+IDENTITY_KEYS = ("model", "model_kwargs", "flags", "data", "train")
 
 # config.json keys and their types: what `RunDir.config` checks before anything uses them.
 _CONFIG_KEYS: dict[str, Any] = {"model": str, "model_kwargs": dict, "data": dict, "train": dict}
@@ -77,7 +100,7 @@ RunConfigError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigEr
 
 @dataclass
 class Checkpoint:
-    """A consistent checkpoint step, as `RunDir.load_checkpoint` reads it from ``last.state.pt``."""
+    """One training state: what `RunDir.save` commits and `RunDir.restore` gives back."""
 
     epoch: int
     weights: dict[str, torch.Tensor]
@@ -92,6 +115,40 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=1, allow_nan=True, default=str)
 
 
+def identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run computes, from its config.json: the keys of `IDENTITY_KEYS`, without the
+    settings that may change freely (`RUNTIME_FIELDS`) or that only name the run."""
+    from .config import RUNTIME_FIELDS
+
+    out = {k: config.get(k) for k in IDENTITY_KEYS}
+    train = dict(out.get("train") or {})
+    for key in list(train):
+        if key in RUNTIME_FIELDS or key in ("label", "extra"):
+            del train[key]
+    out["train"] = train
+    data = dict(out.get("data") or {})
+    load_args = dict(data.get("load_args") or {})
+    load_args.pop("download", None)
+    data["load_args"] = load_args or None
+    out["data"] = data
+    return json.loads(_json(out))  # plain JSON types, as they compare after a round trip
+
+
+def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{"train.lr": [old, new], ...}``: where two identities differ, one entry per leaf setting."""
+    out: dict[str, list[Any]] = {}
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+        elif a != b:
+            out[where] = [a, b]
+
+    walk(dict(old), dict(new), "")
+    return out
+
+
 class RunDir:
     """A run folder: lock, config, checkpoints, history and test metrics, each written in one place.
 
@@ -103,12 +160,24 @@ class RunDir:
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        if not str(path).strip():
+            raise ConfigError("the run folder is an empty path; name a folder (--out DIR / out_dir='DIR')")
         self.path = Path(path)
         self._lock_fd: Optional[int] = None
         self._config: Optional[dict[str, Any]] = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}{', locked' if self.locked else ''})"
+
+    def file(self, name: str) -> Path:
+        """The path of run file `name`, refused if it is a symbolic link (it could point out of the folder)."""
+        path = self.path / name
+        if path.is_symlink():
+            raise RunError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); cifarnets never reads or writes a run file "
+                "through a link, which could point outside the run folder. Replace it with the file itself, or "
+                "remove it")
+        return path
 
     # ------------------------------------------------------------------ lock
 
@@ -121,16 +190,19 @@ class RunDir:
         """Create the folder if needed, take its lock and remove the temporary files a killed run left.
 
         Raises:
-            RunDirError: the path is a file, or the folder cannot be created or written.
+            RunDirError: the path is a file, the lock file is a link, or the folder cannot be created or written.
             RunLockedError: another live process holds the lock (its pid and host are named).
         """
         if self.locked:
             return self
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"{self.path} is a file, not a folder; choose another run folder (--out)")
+        self.file(LOCK)
         try:
             fd = _open_lock_file(self.path)
-        except (PermissionError, FileExistsError, NotADirectoryError, OSError) as err:
+        except OSError as err:
+            if err.errno == errno.ELOOP:  # a link created between the check and the open
+                raise RunDirError(f"{self.path / LOCK} is a symbolic link; remove it") from None
             raise RunDirError(
                 f"cannot write in the run folder {self.path} ({err.strerror or err}); training and resuming need a "
                 "folder you can write to: choose another --out, or copy the run somewhere writable and resume the "
@@ -182,17 +254,49 @@ class RunDir:
 
     def has_checkpoint(self) -> bool:
         """Whether a checkpoint step was committed (the folder holds a run that can be resumed)."""
-        return (self.path / STATE).is_file()
+        return self.file(STATE).is_file()
 
     def has_config(self) -> bool:
-        return (self.path / CONFIG).is_file()
+        return self.file(CONFIG).is_file()
 
     def present(self) -> list[str]:
         """The run files in the folder."""
         return [f for f in RUN_FILES if (self.path / f).exists()]
 
+    def state(self) -> str:
+        """What the folder holds, the one rule every caller (fit, resume, sweep) goes by:
+
+        ``new`` (nothing of a run), ``started`` (config.json only: it stopped before its first
+        checkpoint, so it may start over), ``orphaned`` (trained weights or a history but no
+        checkpoint to continue from: never overwritten), ``resumable`` (a committed checkpoint,
+        not tested yet) or ``finished`` (tested).
+        """
+        if not self.path.is_dir():
+            return "new"
+        if self.has_checkpoint():
+            return "finished" if self.file(TEST).is_file() else "resumable"
+        if any(self.file(name).exists() for name in _TRAINED_FILES):
+            return "orphaned"
+        return "started" if self.has_config() else "new"
+
+    def refuse_orphaned(self) -> None:
+        """Raise `RunError` if the folder holds trained files without the checkpoint that would continue them."""
+        if self.state() != "orphaned":
+            return
+        there = [name for name in _TRAINED_FILES if (self.path / name).exists()]
+        epochs = ""
+        try:
+            epochs = f" ({len(History.load(self.path).epochs)} epochs in history.json)"
+        except (CheckpointError, OSError, ValueError):
+            pass
+        raise RunError(
+            f"{self.path} holds trained results ({', '.join(there)}{epochs}) but no checkpoint (last.state.pt) to "
+            "continue from; training there would start over at epoch 0 and overwrite them. Keep them: train in "
+            "another folder (--out), or evaluate/export what is there (cifarnets eval/export), and move those files "
+            "away yourself if you do want to start over in this folder")
+
     def _read_json(self, name: str, fix: str) -> Any:
-        path = self.path / name
+        path = self.file(name)
         try:
             text = path.read_text()
         except FileNotFoundError:
@@ -231,7 +335,7 @@ class RunDir:
             if not isinstance(raw.get(key), kind):
                 found = "nothing" if key not in raw else f"{type(raw[key]).__name__} {raw[key]!r}"[:80]
                 raise RunConfigError(f"{path}: {key!r} must be a {kind.__name__}, found {found}; {fix}")
-        from .config import ConfigError, TrainConfig
+        from .config import TrainConfig
 
         try:
             TrainConfig.from_dict(raw["train"])
@@ -241,33 +345,67 @@ class RunDir:
         return raw
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        self._config = None
-        self._write(CONFIG, _json({"schema": CONFIG_SCHEMA, **config}))
+        """Write ``config.json``; a new run gets its id here (kept by every later rewrite)."""
+        old_id = None
+        if self._config is not None:
+            old_id = self._config.get("run_id")
+        run_id = config.get("run_id") or old_id or secrets.token_hex(8)
+        body = {"schema": CONFIG_SCHEMA, **config, "run_id": run_id}
+        self._write(CONFIG, _json(body))
+        self._config = json.loads(_json(body))
 
     def epochs_done(self) -> Optional[int]:
         """The last committed epoch, read cheaply from ``last.safetensors``'s header (None if unknown)."""
         try:
-            epoch = read_metadata(self.path / LAST).get("epoch")
+            epoch = read_metadata(self.file(LAST)).get("epoch")
         except (CheckpointError, OSError):
             return None
         return epoch if isinstance(epoch, int) else None
 
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """``status.json``: how the last attempt went (``{}`` when there is none)."""
+        try:
+            data = json.loads(self.file(STATUS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into ``status.json`` (atomically). A sweep writes it before the run takes the lock."""
+        status = {**self.status(), **fields, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write(self.file(STATUS), _json(status))
+        return status
+
+    def record_failure(self, error: BaseException, epoch: Optional[int]) -> None:
+        """Say in the folder why the run stopped (the error, the last finished epoch)."""
+        kind = "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) or \
+            type(error).__name__ == "_Terminated" else "failed"
+        self.update_status(status=kind, error=f"{type(error).__name__}: {error}".rstrip(": "), epoch=epoch)
+
+    def failure(self) -> Optional[dict[str, Any]]:
+        """The recorded failure or interruption of the last attempt, or None."""
+        status = self.status()
+        return status if status.get("status") in ("failed", "interrupted") else None
+
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self, *, epoch: int, weights: Mapping[str, torch.Tensor], optimizer: Mapping[str, Any],
-                        scheduler: Mapping[str, Any], rng: Mapping[str, Any], history: History,
-                        metadata: Mapping[str, Any], best: bool) -> None:
-        """Commit one checkpoint step: ``last.state.pt`` first (the commit), then the files derived from it.
+    def save(self, state: Checkpoint, *, best: bool) -> None:
+        """Commit one training state: ``last.state.pt`` first (the commit), then the files derived from it.
 
-        `metadata` is the description stored with the weights (model, keywords, data set,
-        normalisation, metrics); `best` marks this epoch as the best so far.
+        The checkpoint is bound to this run (config.json's ``run_id`` and settings); `best`
+        marks this epoch as the best so far.
         """
+        config = self.config()
         buffer = io.BytesIO()
-        torch.save({"epoch": epoch, "model": dict(weights), "optimizer": dict(optimizer),
-                    "scheduler": dict(scheduler), "rng": dict(rng), "history": history.to_json(),
-                    "metadata": _json(metadata)}, buffer)
-        self._write(STATE, buffer.getvalue())
-        self._write_derived(epoch, weights, metadata, history, best)
+        torch.save({"epoch": state.epoch, "model": dict(state.weights), "optimizer": dict(state.optimizer),
+                    "scheduler": dict(state.scheduler), "rng": dict(state.rng), "history": state.history.to_json(),
+                    "metadata": _json(state.metadata),
+                    "run": _json({"id": config.get("run_id"), "identity": identity(config)})}, buffer)
+        payload = buffer.getvalue()
+        self._write(STATE, _STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        self._write_derived(state.epoch, state.weights, state.metadata, state.history, best)
 
     def _write_derived(self, epoch: int, weights: Mapping[str, torch.Tensor], metadata: Mapping[str, Any],
                        history: History, best: bool) -> None:
@@ -286,13 +424,41 @@ class RunDir:
         state["history"] = history.to_json()
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        self._write(STATE, buffer.getvalue())
+        payload = buffer.getvalue()
+        self._write(STATE, _STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
         self._write(TEST, _json({**(history.test or {}), **extra}))
         self.write_history(history)
+        if self.file(STATUS).exists():
+            self.update_status(status="done", error="")
 
     def _load_state(self) -> dict[str, Any]:
-        path = self.path / STATE
-        state = torch_load_safely(path, what=str(path))
+        path = self.file(STATE)
+        damaged = (f"{path} is damaged: its checksum does not match its contents (a disk or copy error, or an edit). "
+                   "It cannot be trusted: restore the run folder from a backup, or start a new run (another --out); "
+                   "best.safetensors / last.safetensors still hold weights you can evaluate")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_STATE_HEADER_LEN)
+                if head.startswith(_STATE_MAGIC):
+                    payload = f.read()
+                    if len(head) < _STATE_HEADER_LEN or hashlib.sha256(payload).hexdigest().encode() != \
+                            head[len(_STATE_MAGIC):-1]:
+                        raise CheckpointError(damaged)
+                    source: Any = io.BytesIO(payload)
+                else:  # written before checkpoints carried a checksum: readable, not verifiable
+                    logger.warning("%s was written by an older cifarnets without a checksum; it cannot be checked "
+                                   "for damage", path)
+                    source = path
+        except FileNotFoundError:
+            raise CheckpointNotFoundError(f"{path} does not exist: {self.path} holds no checkpoint") from None
+        except OSError as err:
+            raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from err
+        try:
+            state = torch_load_safely(source, what=str(path))
+        except CheckpointError as err:
+            if isinstance(source, io.BytesIO):  # the checksum held, so the file is what we wrote: not damage
+                raise CheckpointError(f"{path} cannot be read by this torch ({err})") from err
+            raise
         keys = {"epoch", "model", "optimizer", "scheduler", "rng", "history", "metadata"}
         if not isinstance(state, dict) or not keys <= set(state):
             missing = sorted(keys - set(state)) if isinstance(state, dict) else ["everything"]
@@ -302,10 +468,7 @@ class RunDir:
         return state
 
     def load_checkpoint(self, device: Union[str, torch.device] = "cpu") -> Checkpoint:
-        """Read the committed step and repair the files derived from it (``last``/``best`` weights, history).
-
-        Only the main process should repair (`repair=True` is the caller's choice: see `repair`).
-        """
+        """Read and verify the committed step (checksum; nothing is repaired or compared with config.json)."""
         state = self._load_state()
         try:
             history = History.from_json(state["history"])
@@ -316,6 +479,50 @@ class RunDir:
         weights = {k: v.to(device) for k, v in state["model"].items()}
         return Checkpoint(epoch=int(state["epoch"]), weights=weights, optimizer=state["optimizer"],
                           scheduler=state["scheduler"], rng=state["rng"], history=history, metadata=metadata)
+
+    def check_binding(self) -> None:
+        """Refuse a checkpoint that is not this run's: copied from another folder, or config.json edited since.
+
+        A change made through resume (``--change-schedule``) is written to config.json before the
+        next checkpoint; such a pending change is recognised by its entry in ``changes``.
+        """
+        state = self._load_state()
+        config = self.config()
+        if "run" not in state:
+            logger.warning("%s was written by an older cifarnets and does not say which run it belongs to",
+                           self.path / STATE)
+            return
+        try:
+            bound = json.loads(state["run"])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{self.path / STATE}: its run record is damaged ({err})") from err
+        if bound.get("id") != config.get("run_id"):
+            raise CheckpointError(
+                f"{self.path / STATE} belongs to another run (run id {bound.get('id')}; this folder's config.json "
+                f"is run {config.get('run_id')}): it was copied from another folder. Put back this run's own "
+                "checkpoint, or start a new run (another --out)")
+        diff = identity_changes(bound.get("identity") or {}, identity(config))
+        pending: dict[str, Any] = {}
+        changes = config.get("changes") or []
+        if changes and changes[-1].get("epoch") == int(state["epoch"]) + 1:
+            pending = {f"train.{k}": v for k, v in (changes[-1].get("changed") or {}).items()}
+        edited = {k: v for k, v in diff.items() if not (k in pending and list(pending[k])[1:] == v[1:])}
+        if edited:
+            what = "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} in config.json" for k, (a, b) in edited.items())
+            raise RunConfigError(
+                f"{self.path / CONFIG} does not describe the run its checkpoint holds ({what}): it was edited by "
+                "hand, or the checkpoint was copied from another run. config.json records how the run was trained; "
+                "undo the edit (or restore the folder), and change settings only through resume "
+                "(--resume RUN --change-schedule --lr ..., which records the change)")
+
+    def restore(self, device: Union[str, torch.device] = "cpu", *, repair: bool = True) -> Checkpoint:
+        """The training state to continue from: verified (checksum, bound to this run), and the files derived
+        from it (last/best weights, history, test) rewritten as it says when `repair` (the main process)."""
+        self.check_binding()
+        ckpt = self.load_checkpoint(device)
+        if repair:
+            self.repair(ckpt)
+        return ckpt
 
     def repair(self, ckpt: Checkpoint) -> None:
         """Rewrite what a kill may have left behind the committed step: last/best weights, history, test."""
@@ -339,21 +546,21 @@ class RunDir:
 
     def best_epoch_on_disk(self) -> Optional[int]:
         try:
-            epoch = read_metadata(self.path / BEST).get("epoch") if (self.path / BEST).is_file() else None
+            path = self.file(BEST)
+            epoch = read_metadata(path).get("epoch") if path.is_file() else None
         except CheckpointError:
             return None
         return epoch if isinstance(epoch, int) else None
 
     def load_best_weights(self) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.path / BEST))
+        """The best epoch's weights, their checksum verified."""
+        return load_verified_weights(self.file(BEST))
 
 
 def _open_lock_file(folder: Path) -> int:
-    """Create `folder` if needed and open its lock file (0666 less the umask), read-write."""
+    """Create `folder` if needed and open its lock file (0666 less the umask), read-write, never through a link."""
     folder.mkdir(parents=True, exist_ok=True)
-    return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
 def _upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
