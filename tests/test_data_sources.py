@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -198,6 +199,7 @@ def test_old_load_args_still_load_and_record_is_json():
     pair = DataSource("synthetic", split=(4000, 1000), norm=([0.5] * 3, [0.25] * 3), synthetic_sizes=[5000, 10])
     assert pair.split == "4000:1000" and pair.norm == ((0.5,) * 3, (0.25,) * 3)
     assert DataSource.from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
+    assert dataclasses.replace(pair, download=True) == DataSource(**{**pair.to_dict(), "download": True})
     assert set(pair.to_dict()) == {"name", "data_dir", "split", "seed", "norm", "download", "limit",
                                    "synthetic_sizes", "fit"}
 

@@ -101,7 +101,8 @@ def _stack(arrays: Sequence[np.ndarray], paths: Sequence[str], channels: int, fi
         if out is None:
             out = torch.empty((len(arrays), channels, *fitted.shape[2:]), dtype=torch.uint8)
         out[torch.as_tensor(index)] = fitted
-    assert out is not None
+    if out is None:  # callers pass at least one image; kept for a clear message all the same
+        raise DataError(f"{what} holds no images")
     return out
 
 
