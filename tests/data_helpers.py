@@ -230,3 +230,75 @@ def needs_fashion_mnist():
         raise RuntimeError(f"{FASHION_MNIST_SYSTEM_DIR} is missing: apt-get install dataset-fashion-mnist")
     return pytest.mark.skipif(
         missing, reason=f"{FASHION_MNIST_SYSTEM_DIR} absent (apt-get install dataset-fashion-mnist)")
+
+
+def write_mnist_like(raw: Path, n_train: int = 20, n_test: int = 10, compress: bool = False, seed: int = 0,
+                     size: int = 28) -> dict:
+    """The four IDX files of an MNIST-style set (MNIST, KMNIST, Fashion-MNIST) in `raw`.
+
+    Returns the images (N, size, size) and labels of each split, and the md5 of each file as
+    torchvision's ``resources`` list needs them (for the gzipped form)."""
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    suffix = ".gz" if compress else ""
+    out: dict = {"resources": []}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images[:, 0, 0] = labels  # stamp the label, to check images and labels stay paired
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            path = write_idx(raw / f"{prefix}-{kind}-ubyte{suffix}", array, compress)
+            out["resources"].append((path.name, md5(path)))
+        key = "train" if prefix == "train" else "test"
+        out[f"{key}_images"], out[f"{key}_labels"] = torch.from_numpy(images), torch.from_numpy(labels).long()
+    return out
+
+
+def write_svhn(root: Path, n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict:
+    """``train_32x32.mat`` and ``test_32x32.mat`` as SVHN publishes them: X is (32, 32, 3, N) uint8,
+    y is (N, 1) with the digit 0 stored as 10. Returns the expected (N, 3, 32, 32) images, labels
+    0..9 and torchvision's ``split_list`` with these files' md5s."""
+    import scipy.io
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out: dict = {"split_list": {}}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+        digits = np.arange(n) % 10
+        path = root / f"{split}_32x32.mat"
+        stored = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(n, 1)
+        scipy.io.savemat(path, {"X": images.transpose(2, 3, 1, 0), "y": stored})
+        out["split_list"][split] = [f"http://127.0.0.1:9/{path.name}", path.name, md5(path)]
+        out[f"{split}_images"], out[f"{split}_labels"] = torch.from_numpy(images), torch.from_numpy(digits).long()
+    return out
+
+
+def write_image_folder(root: Path, parts: dict, classes=("cat", "dog", "frog"), size=(32, 32), mode: str = "RGB",
+                       seed: int = 0) -> dict:
+    """An ImageFolder tree (CINIC-10's layout): ``root/<part>/<class>/<i>.png`` with `parts` mapping
+    each part (``"train"``, ``"test"``, ``"val"``) to images per class. PNG is lossless, so the
+    returned (N, C, H, W) uint8 images (in ImageFolder's order: classes sorted, files sorted) are
+    exactly what a reader must get back. `size` may be a list of sizes, used in turn."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sizes = size if isinstance(size, list) else [size]
+    out: dict = {}
+    k = 0
+    for part, per_class in parts.items():
+        images, labels = [], []
+        for label, name in enumerate(sorted(classes)):
+            folder = root / part / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                h, w = sizes[k % len(sizes)]
+                k += 1
+                shape = (h, w) if mode == "L" else (h, w, 3)
+                pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+                images.append(pixels)
+                labels.append(label)
+        out[f"{part}_images"] = images
+        out[f"{part}_labels"] = torch.tensor(labels)
+    return out

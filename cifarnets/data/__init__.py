@@ -2,9 +2,12 @@
 
 The five reports train on CIFAR-10 (the ResNet-18 and AlexNet/VGG reports) and CIFAR-100 (the coursework reports) with
 random-crop + flip augmentation, per-channel normalisation and, for some, a held-out
-validation split. This package loads those data sets (plus Fashion-MNIST, available offline,
-and an in-memory SYNTHETIC set for runs without any download) as uint8 tensors, and serves
-them with `DeviceLoader`, which augments whole batches on the training device.
+validation split. This package loads those data sets (plus Fashion-MNIST, available offline, MNIST, KMNIST,
+SVHN, any ImageFolder tree as ``"folder:PATH"``, images already in memory with
+`DataBundle.from_arrays`, and an in-memory SYNTHETIC set for runs without any download) as
+uint8 tensors, and serves them with `DeviceLoader`, which augments whole batches on the
+training device. `DataSource` describes where a data set comes from and how it is loaded; a
+run records it so that it can load the same images again.
 
 Example:
     >>> from cifarnets.data import load_dataset, make_loaders
@@ -21,7 +24,6 @@ download=True)`` (the ResNet-18 report) or ``load_dataset("cifar100", split="475
 from .augment import crop_flip, normalize, random_crop_flip, sample_crop_flip
 from .containers import DataBundle, ImageSet
 from .datasets import (
-    DATASETS,
     FASHION_MNIST_SYSTEM_DIR,
     DatasetChecksumError,
     DatasetCorruptError,
@@ -29,22 +31,29 @@ from .datasets import (
     DatasetError,
     DatasetNotFoundError,
     UnknownDatasetError,
-    canonical_dataset_name,
-    default_data_dir,
     load_cifar,
-    load_dataset,
     load_fashion_mnist,
 )
+from .fit import FITS, INPUT_SIZE
+from .folder import load_folder
+from .idx import load_kmnist, load_mnist
 from .loader import DeviceLoader, Loaders, make_loaders
-from .normalization import DEFAULT_NORMALIZATION, NORMALIZATION, Normalization, resolve_normalization
+from .names import DATASETS, FOLDER_PREFIX, canonical_dataset_name, default_data_dir
+from .normalization import DEFAULT_NORMALIZATION, NORMALIZATION, Normalization, image_statistics, resolve_normalization
 from .seeding import derive_seed, make_generator
+from .source import DataSource, load_dataset
 from .splits import DEFAULT_SPLIT, parse_split, split_indices, stratified_sample
+from .svhn import load_svhn
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_images, make_synthetic_splits
 
 __all__ = [
     "derive_seed",
     "make_generator",
     "DATASETS",
+    "DataSource",
+    "FITS",
+    "FOLDER_PREFIX",
+    "INPUT_SIZE",
     "DEFAULT_NORMALIZATION",
     "DEFAULT_SPLIT",
     "FASHION_MNIST_SYSTEM_DIR",
@@ -67,6 +76,11 @@ __all__ = [
     "load_cifar",
     "load_dataset",
     "load_fashion_mnist",
+    "load_folder",
+    "load_kmnist",
+    "load_mnist",
+    "load_svhn",
+    "image_statistics",
     "make_loaders",
     "make_synthetic_images",
     "make_synthetic_splits",

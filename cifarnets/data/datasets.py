@@ -1,19 +1,15 @@
-"""Loading the data sets of the five reports into `DataBundle`s (the five reports; ResNet-18, VGG and AlexNet reports).
+"""Loading CIFAR-10/100 and Fashion-MNIST (the five reports; ResNet-18, VGG and AlexNet reports).
 
 * CIFAR-10 / CIFAR-100 come through `torchvision.datasets.CIFAR10/CIFAR100`: the same file
   layout, checksums and download code as torchvision. What cifarnets adds is an error that
   names the problem and the fix when files are missing, damaged or unreadable, and a single
   checksum pass (torchvision hashes the whole set again for each of train and test).
-* Fashion-MNIST is read from its four IDX files, by default Debian's
-  ``dataset-fashion-mnist`` under ``/usr/share/datasets/fashion-mnist``; images are
-  zero-padded from 28x28 to 32x32 so that every CIFAR network accepts them.
-* ``"synthetic"`` is generated in memory (see `cifarnets.data.synthetic`).
+* Fashion-MNIST is read from its four IDX files (`cifarnets.data.idx`), by default Debian's
+  ``dataset-fashion-mnist`` under ``/usr/share/datasets/fashion-mnist``; `load_fashion_mnist`
+  zero-pads the images from 28x28 to 32x32 so that every CIFAR network accepts them.
 
-Example:
-    >>> from cifarnets.data import load_dataset
-    >>> bundle = load_dataset("synthetic", split="4500:500")
-    >>> len(bundle.train), len(bundle.val), len(bundle.test)
-    (4500, 500, 1000)
+The other data sets have their own modules (`idx`: MNIST, KMNIST; `svhn`; `folder`;
+`synthetic`); `cifarnets.data.source.DataSource` is the one entry point that loads any of them.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import gzip
 import logging
 import os
 import pickle
-import struct
 import tarfile
 import urllib.error
 import zlib
@@ -30,16 +25,15 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 import torchvision.datasets
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
 from ..errors import DataError, DataNotFoundError
-from .containers import DataBundle, ImageSet
+from .containers import ImageSet
 from .errors import DataArgumentError
-from .normalization import NormSpec, resolve_normalization
-from .splits import DEFAULT_SPLIT, SplitSpec, parse_split, split_indices, stratified_sample
-from .synthetic import SYNTHETIC_CLASSES, make_synthetic_splits
+from .fit import fit_images
+from .idx import idx_dirs, load_idx_set
+from .names import DATASETS, DISPLAY, canonical_dataset_name, default_data_dir
 
 __all__ = [
     "DATASETS",
@@ -52,7 +46,6 @@ __all__ = [
     "UnknownDatasetError",
     "canonical_dataset_name",
     "default_data_dir",
-    "load_dataset",
     "load_cifar",
     "load_fashion_mnist",
 ]
@@ -61,19 +54,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "fashion_mnist", "synthetic")
-# Names as users type them, compared without case, spaces, '-' and '_': "CIFAR-10", "cifar_100",
-# "FashionMNIST", "fashion-mnist" and "fmnist" all resolve; runs record the canonical name.
-_ALIASES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashionmnist": "fashion_mnist",
-            "fmnist": "fashion_mnist", "synthetic": "synthetic"}
-_IN_CHANS = {"cifar10": 3, "cifar100": 3, "fashion_mnist": 1, "synthetic": 3}
-_DISPLAY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST", "synthetic": "SYNTHETIC"}
-
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-_FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 
 
 DatasetError = DataError  # kept name; the kind is cifarnets.errors.DataError
@@ -92,41 +73,6 @@ DatasetCorruptError = DataError  # kept name; the kind is cifarnets.errors.DataE
 
 
 DatasetDownloadError = DataError  # kept name; the kind is cifarnets.errors.DataError
-
-
-def default_data_dir() -> Path:
-    """Where data sets are looked for and downloaded when `data_dir` is not given.
-
-    ``$CIFARNETS_DATA_DIR`` if set, else ``~/.cache/cifarnets/data``: one copy per user,
-    whatever the working directory (many CIFAR scripts use ``./data`` and end up with a copy
-    per project).
-
-    Example:
-        >>> default_data_dir().name
-        'data'
-    """
-    env = os.environ.get("CIFARNETS_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "cifarnets" / "data"
-
-
-def canonical_dataset_name(name: str) -> str:
-    """The canonical name (one of `DATASETS`) of a data set name as users type it.
-
-    Example:
-        >>> [canonical_dataset_name(n) for n in ("CIFAR-10", "CIFAR100", "FashionMNIST", "fashion-mnist")]
-        ['cifar10', 'cifar100', 'fashion_mnist', 'fashion_mnist']
-    """
-    if not isinstance(name, str):
-        raise UnknownDatasetError(f"a data set name is a string such as 'cifar10'; got {type(name).__name__}")
-    key = "".join(c for c in name.lower() if c.isalnum())
-    if key not in _ALIASES:
-        raise UnknownDatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    return _ALIASES[key]
-
-
-_canonical_name = canonical_dataset_name
 
 
 # --------------------------------------------------------------------------------------
@@ -169,7 +115,7 @@ def _verify_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Path
             )
         which = "none of them is there" if len(missing) == len(files) else f"missing: {', '.join(missing)}"
         raise DatasetNotFoundError(
-            f"{_DISPLAY[name]} not found: looked in {folder} for {', '.join(f for f, _ in files)}; {which}. {hint}"
+            f"{DISPLAY[name]} not found: looked in {folder} for {', '.join(f for f, _ in files)}; {which}. {hint}"
         )
     for fname, expected in files:
         if expected is None:
@@ -177,7 +123,7 @@ def _verify_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Path
         found = calculate_md5(folder / fname)
         if found != expected:
             raise DatasetChecksumError(
-                f"{_DISPLAY[name]} file {folder / fname} is damaged or not from the official release: its md5 "
+                f"{DISPLAY[name]} file {folder / fname} is damaged or not from the official release: its md5 "
                 f"is {found}, expected {expected}. Delete {folder} (and {root / cls.filename} if present) and "
                 f"download again with download=True (CLI: --download)."
             )
@@ -185,7 +131,7 @@ def _verify_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Path
 
 def _download_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Path) -> None:
     archive = root / cls.filename
-    logger.info("Downloading %s from %s into %s.", _DISPLAY[name], cls.url, root)
+    logger.info("Downloading %s from %s into %s.", DISPLAY[name], cls.url, root)
     try:
         # The same call torchvision's CIFAR10.download() makes; if an intact archive is
         # already in `root` it is only extracted again.
@@ -197,7 +143,7 @@ def _download_cifar(name: str, cls: type[torchvision.datasets.CIFAR10], root: Pa
         ) from err
     except (urllib.error.URLError, OSError) as err:
         raise DatasetDownloadError(
-            f"Could not download {_DISPLAY[name]} from {cls.url}: {err}. Check the network (or proxy), or "
+            f"Could not download {DISPLAY[name]} from {cls.url}: {err}. Check the network (or proxy), or "
             f"download {cls.filename} by hand, put it in {root} and run again with download=True."
         ) from err
     except RuntimeError as err:  # torchvision: "File not found or corrupted." after an md5 mismatch
@@ -253,7 +199,7 @@ def load_cifar(
         len(train), len(test), classes[:2]
         # -> (50000, 10000, ('airplane', 'automobile'))
     """
-    key = _canonical_name(name)
+    key = canonical_dataset_name(name)
     if key not in _CIFAR_CLASSES:
         raise DataArgumentError(f"load_cifar loads cifar10 or cifar100, not {name!r}.")
     cls, verified = _CIFAR_CLASSES[key]
@@ -275,12 +221,12 @@ def load_cifar(
         if bad is not None:
             fname, cause = bad
             raise DatasetCorruptError(
-                f"{_DISPLAY[key]} file {folder / fname} cannot be read ({type(cause).__name__}: {cause}); it is "
+                f"{DISPLAY[key]} file {folder / fname} cannot be read ({type(cause).__name__}: {cause}); it is "
                 f"truncated or not a CIFAR pickle. Delete {folder} and download again with download=True "
                 "(CLI: --download)."
             ) from err
         raise DatasetCorruptError(
-            f"{_DISPLAY[key]} files in {folder} are readable but not in the CIFAR layout "
+            f"{DISPLAY[key]} files in {folder} are readable but not in the CIFAR layout "
             f"({type(err).__name__}: {err}). Delete {folder} and download again with download=True."
         ) from err
 
@@ -292,12 +238,12 @@ def load_cifar(
         labels = torch.as_tensor(ds.targets, dtype=torch.int64)
         if images.shape[1:] != (3, 32, 32) or labels.numel() != images.shape[0]:
             raise DatasetCorruptError(
-                f"{_DISPLAY[key]} {split_name} files in {folder} hold {tuple(images.shape)} images and "
+                f"{DISPLAY[key]} {split_name} files in {folder} hold {tuple(images.shape)} images and "
                 f"{labels.numel()} labels; expected (N, 3, 32, 32) and N labels. Delete {folder} and download again."
             )
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise DatasetCorruptError(
-                f"{_DISPLAY[key]} {split_name} labels in {folder} run from {int(labels.min())} to "
+                f"{DISPLAY[key]} {split_name} labels in {folder} run from {int(labels.min())} to "
                 f"{int(labels.max())} but there are {num_classes} class names. Delete {folder} and download again."
             )
         sets.append(ImageSet(images, labels))
@@ -308,67 +254,20 @@ def load_cifar(
 # Fashion-MNIST from IDX files
 # --------------------------------------------------------------------------------------
 
-_IDX_DTYPE = {0x08: torch.uint8}
 
-
-def _read_idx(path: Path, expected_ndim: int) -> torch.Tensor:
-    """Read an IDX file (gzip-compressed or not) into a uint8 tensor.
-
-    Hand-written rather than `torchvision.datasets.mnist.read_image_file`: that reader takes
-    only uncompressed files (Debian ships them gzipped, and /usr/share is read-only, so they
-    would need unpacking to a temporary copy) and checks the header with `assert`, which
-    gives no useful message and vanishes under ``python -O``.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError, zlib.error) as err:
-        raise DatasetCorruptError(
-            f"Cannot read {path} ({type(err).__name__}: {err}); it is truncated or not gzip data. "
-            "Reinstall it (Debian: apt-get install --reinstall dataset-fashion-mnist) or download again "
-            "with download=True."
-        ) from err
-    if len(data) < 4 + 4 * expected_ndim:
-        raise DatasetCorruptError(
-            f"{path} is only {len(data)} bytes long; it is truncated. Reinstall or re-download it."
-        )
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code not in _IDX_DTYPE or ndim != expected_ndim:
-        raise DatasetCorruptError(
-            f"{path} is not a uint8 IDX file with {expected_ndim} dimension(s) (header: type 0x{dtype_code:02x}, "
-            f"{ndim} dimension(s)). Check that the right file is in that place."
-        )
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    offset = 4 + 4 * ndim
-    expected = 1
-    for dim in shape:
-        expected *= dim
-    if len(data) - offset != expected:
-        raise DatasetCorruptError(
-            f"{path} holds {len(data) - offset} bytes of data but its header announces {expected} "
-            f"(shape {shape}); it is truncated. Reinstall or re-download it."
-        )
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=offset).view(*shape)
-
-
-def _fashion_mnist_dirs(data_dir: Optional[Path]) -> list[Path]:
-    if data_dir is not None:
-        return [data_dir, data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist"]
-    return [FASHION_MNIST_SYSTEM_DIR, default_data_dir() / "FashionMNIST" / "raw"]
-
-
-def _find_fashion_mnist(dirs: list[Path]) -> Optional[dict[str, Path]]:
-    for folder in dirs:
-        found = {}
-        for stem in (s for pair in _FASHION_MNIST_FILES.values() for s in pair):
-            for candidate in (folder / f"{stem}.gz", folder / stem):
-                if candidate.is_file():
-                    found[stem] = candidate
-                    break
-        if len(found) == 4:
-            return found
-    return None
+def read_fashion_mnist(
+    data_dir: Optional[PathLike] = None, *, download: bool = False
+) -> tuple[ImageSet, ImageSet, tuple[str, ...]]:
+    """Fashion-MNIST as its files hold it: uint8 (N, 1, 28, 28) train and test, and class names."""
+    folder = Path(data_dir).expanduser() if data_dir is not None else None
+    if folder is not None:
+        dirs = [*idx_dirs("fashion_mnist", folder), folder / "fashion-mnist"]
+    else:
+        dirs = [FASHION_MNIST_SYSTEM_DIR, *idx_dirs("fashion_mnist", None)]
+    return load_idx_set(
+        "fashion_mnist", dirs, folder if folder is not None else default_data_dir(), download=download,
+        hint="On Debian/Ubuntu, `apt-get install dataset-fashion-mnist` installs it under "
+             f"{FASHION_MNIST_SYSTEM_DIR}.")
 
 
 def load_fashion_mnist(
@@ -389,127 +288,10 @@ def load_fashion_mnist(
         tuple(train.images.shape), classes[0]
         # -> ((60000, 1, 32, 32), 'T-shirt/top')
     """
-    folder = Path(data_dir).expanduser() if data_dir is not None else None
-    dirs = _fashion_mnist_dirs(folder)
-    files = _find_fashion_mnist(dirs)
-    if files is None and download:
-        target = folder if folder is not None else default_data_dir()
-        logger.info("Downloading Fashion-MNIST into %s with torchvision.", target / "FashionMNIST" / "raw")
-        try:
-            torchvision.datasets.FashionMNIST(str(target), train=True, download=True)
-        except (urllib.error.URLError, OSError, RuntimeError) as err:
-            raise DatasetDownloadError(
-                f"Could not download Fashion-MNIST into {target}: {err}. On Debian/Ubuntu, "
-                "`apt-get install dataset-fashion-mnist` installs it under /usr/share/datasets/fashion-mnist."
-            ) from err
-        files = _find_fashion_mnist(dirs)
-    if files is None:
-        names = ", ".join(f"{s}[.gz]" for pair in _FASHION_MNIST_FILES.values() for s in pair)
-        raise DatasetNotFoundError(
-            f"Fashion-MNIST not found: looked in {', '.join(str(d) for d in dirs)} for {names}. Install it "
-            "(Debian/Ubuntu: apt-get install dataset-fashion-mnist), pass download=True (CLI: --download), or "
-            "point data_dir (CLI: --data-dir) at the folder that holds the files."
-        )
-
-    sets = []
-    for split_name, (image_stem, label_stem) in _FASHION_MNIST_FILES.items():
-        images = _read_idx(files[image_stem], 3)
-        labels = _read_idx(files[label_stem], 1).long()
-        if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-            raise DatasetCorruptError(
-                f"Fashion-MNIST {split_name}: {files[image_stem]} holds images of shape {tuple(images.shape)} "
-                f"and {files[label_stem]} {labels.shape[0]} labels; expected (N, 28, 28) and N labels."
-            )
-        if labels.numel() and int(labels.max()) >= len(torchvision.datasets.FashionMNIST.classes):
-            raise DatasetCorruptError(f"Fashion-MNIST labels in {files[label_stem]} exceed 9; the file is damaged.")
-        sets.append(ImageSet(F.pad(images.unsqueeze(1), (2, 2, 2, 2)), labels))
-    return sets[0], sets[1], tuple(torchvision.datasets.FashionMNIST.classes)
-
-
-# --------------------------------------------------------------------------------------
-# The entry point
-# --------------------------------------------------------------------------------------
-
-
-def load_dataset(
-    name: str,
-    *,
-    data_dir: Optional[PathLike] = None,
-    split: SplitSpec = "default",
-    seed: int = 0,
-    norm: NormSpec = None,
-    download: bool = False,
-    limit: Optional[int] = None,
-    synthetic_sizes: tuple[int, int] = (5000, 1000),
-) -> DataBundle:
-    """Load a data set of the five reports as a `DataBundle`.
-
-    Args:
-        name: "cifar10", "cifar100", "fashion_mnist" or "synthetic".
-        data_dir: where the files are (and where `download` puts them); default
-            `default_data_dir()`, and for Fashion-MNIST first `FASHION_MNIST_SYSTEM_DIR`.
-        split: how the official training set is divided into train and validation:
-            ``"TRAIN:VAL"`` (``"40000:10000"`` the ResNet-18 report, ``"47500:2500"`` the coursework reports),
-            a ``(train, val)`` pair, ``None``/``"none"`` for no validation set (the AlexNet/VGG report),
-            or ``"default"``: CIFAR-10 40000:10000, CIFAR-100 47500:2500, Fashion-MNIST
-            50000:10000, synthetic none. The val part is class-stratified and drawn from `seed`.
-        seed: seed of the val split and of `limit`'s subset (not of training). The synthetic
-            images themselves are fixed, like a real data set's (generation seed 0; see
-            `make_synthetic_splits` for others).
-        norm: a key of `NORMALIZATION` (e.g. "cifar10_seed000" for the ResNet-18 report's constants),
-            "none", or an explicit ``(mean, std)``; default the data set's own preset.
-        download: fetch missing CIFAR / Fashion-MNIST files with torchvision's downloader.
-        limit: keep a class-stratified subset of this many *training* images (val and test
-            are untouched), for quick runs.
-        synthetic_sizes: (train, test) sizes of the synthetic set; ignored otherwise.
-
-    Example:
-        >>> b = load_dataset("synthetic", limit=1000)
-        >>> len(b.train), b.val is None, b.classes[0]
-        (1000, True, 'synthetic:grating-0deg:warm')
-    """
-    key = _canonical_name(name)
-    # Argument mistakes are reported before any file is read.
-    norm_name, mean, std = resolve_normalization(norm, key, _IN_CHANS[key])
-    if key == "synthetic":
-        train_full, test = make_synthetic_splits(*synthetic_sizes, seed=0)
-        classes = SYNTHETIC_CLASSES
-    elif key == "fashion_mnist":
-        train_full, test, classes = load_fashion_mnist(data_dir, download=download)
-    else:
-        train_full, test, classes = load_cifar(key, data_dir, download=download)
-
-    if isinstance(split, str) and split.strip().lower() == "default":
-        split = DEFAULT_SPLIT[key]
-    sizes = parse_split(split, len(train_full), _DISPLAY[key])
-    train_idx, val_idx = split_indices(train_full.labels, sizes, seed=seed)
-    train = train_full.subset(train_idx) if val_idx is not None else train_full
-    val = train_full.subset(val_idx) if val_idx is not None else None
-
-    if limit is not None:
-        if not 0 < int(limit) <= len(train):
-            raise DataArgumentError(
-                f"limit={limit} must be between 1 and the {len(train)} training images of {_DISPLAY[key]} "
-                f"(after the {'none' if sizes is None else f'{sizes[0]}:{sizes[1]}'} split)."
-            )
-        if int(limit) < len(train):
-            train = train.subset(stratified_sample(train.labels, int(limit), seed=seed, tag="limit"))
-
-    in_chans = int(train_full.images.shape[1])
-    bundle = DataBundle(
-        name=key,
-        train=train,
-        val=val,
-        test=test,
-        num_classes=len(classes),
-        in_chans=in_chans,
-        mean=mean,
-        std=std,
-        classes=tuple(classes),
-        is_synthetic=key == "synthetic",
-        split=sizes,
-        split_seed=seed,
-        norm_name=norm_name,
-    )
-    logger.info("Loaded %r", bundle)
-    return bundle
+    train, test, classes = read_fashion_mnist(data_dir, download=download)
+    for part, images in (("train", train.images), ("test", test.images)):
+        if images.shape[2:] != (28, 28):
+            raise DatasetCorruptError(f"Fashion-MNIST {part} images are {tuple(images.shape[2:])}, not 28x28; "
+                                      "the files are from another data set.")
+    return (ImageSet(fit_images(train.images, "pad", "Fashion-MNIST"), train.labels),
+            ImageSet(fit_images(test.images, "pad", "Fashion-MNIST"), test.labels), classes)

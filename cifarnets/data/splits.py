@@ -24,19 +24,23 @@ import torch
 from .errors import DataArgumentError, DataTypeError
 from .seeding import make_generator
 
-__all__ = ["SplitSpec", "DEFAULT_SPLIT", "parse_split", "stratified_sample", "split_indices"]
+__all__ = ["SplitSpec", "DEFAULT_SPLIT", "SPLIT_RE", "parse_split", "stratified_sample", "split_indices"]
 
 SplitSpec = Union[str, Sequence[int], None]
 
-# What `load_dataset` uses when `split="default"`: the report that trains on the data set.
+# What `load_dataset` uses when `split="default"`: the report that trains on the data set. A folder data
+# set's default is its own val/ folder, or no validation part when it has none.
 DEFAULT_SPLIT: dict[str, Optional[tuple[int, int]]] = {
     "cifar10": (40000, 10000),  # the ResNet-18 report
     "cifar100": (47500, 2500),  # the coursework reports
     "fashion_mnist": (50000, 10000),  # the usual MNIST-style hold-out
+    "mnist": (50000, 10000),
+    "kmnist": (50000, 10000),
+    "svhn": (68257, 5000),  # 5,000 of the 73,257 training digits (the 531,131 "extra" ones are not loaded)
     "synthetic": None,  # its test set is already held out; sizes are user-chosen
 }
 
-_SPLIT_RE = re.compile(r"^\s*(\d+)\s*[:/,]\s*(\d+)\s*$")
+SPLIT_RE = re.compile(r"^\s*(\d+)\s*[:/,]\s*(\d+)\s*$")  # "TRAIN:VAL" (or / or ,)
 
 
 def parse_split(split: SplitSpec, total: int, dataset: str = "the data set") -> Optional[tuple[int, int]]:
@@ -56,7 +60,7 @@ def parse_split(split: SplitSpec, total: int, dataset: str = "the data set") -> 
     if isinstance(split, str):
         if split.strip().lower() in ("none", "no", "all", ""):
             return None
-        match = _SPLIT_RE.match(split)
+        match = SPLIT_RE.match(split)
         if match is None:
             raise DataArgumentError(
                 f"Cannot read split {split!r}; write it as 'TRAIN:VAL' (e.g. '40000:10000'), or 'none' for no "
