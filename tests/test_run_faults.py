@@ -46,7 +46,7 @@ def stopped(tmp_path_factory):
 
     with pytest.raises(KeyboardInterrupt):
         fit("vgg08", data, TrainConfig(**cfg), model_kwargs={"width": 8},
-            data_args={"name": "synthetic", "split": (4000, 1000), "limit": 300}, callbacks=[stop_after_first])
+            callbacks=[stop_after_first])
     assert calls == [1]
     return run
 

@@ -60,7 +60,7 @@ def test_command_line_short_names_map_to_train_config_fields():
     ("bn = 1\n", "bn must be true or false"),
     ('act = "nope"\n', "unknown act 'nope'"),
     ('out_dir = "x"\n', "'out_dir' cannot be set in a grid"),
-    ('split = "half"\n', "split must be 'TRAIN:VAL'"),
+    ('split = "half"\n', "write it as 'TRAIN:VAL'"),
     ("wd = 1e-3\nweight_decay = 1e-3\n", "set the same option"),
 ])
 def test_bad_keys_and_values_are_named(extra, expected):
@@ -76,7 +76,7 @@ def test_model_and_dataset_mistakes():
         parse_grid('[base]\nmodel = "resnet18"\ndataset = "cifar10"\nrc = true\n')
     with pytest.raises(GridError, match="no dataset"):
         parse_grid('[base]\nmodel = "vgg08"\n')
-    with pytest.raises(GridError, match="unknown dataset 'imagenet'"):
+    with pytest.raises(GridError, match="unknown data set 'imagenet'"):
         parse_grid('[base]\nmodel = "vgg08"\ndataset = "imagenet"\n')
 
 

@@ -116,8 +116,7 @@ def test_data_set_names_as_users_type_them(tmp_path, capsys):
                     + [*TRAIN, "--epochs", "1", "--out", str(run)][6:]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["dataset"] == "synthetic" and config["data"]["load_args"]["name"] == "synthetic"
-    with pytest.raises(SystemExit):  # an argparse usage error
-        cli.main(["train", "vgg08", "--dataset", "cifar-1000"])
+    assert cli.main(["train", "vgg08", "--dataset", "cifar-1000"]) == 2  # refused before anything is read
     assert "unknown data set 'cifar-1000'" in capsys.readouterr().err
 
 
@@ -162,11 +161,11 @@ def test_resume_never_downloads_and_survives_a_garbage_history(tmp_path, capsys,
     (run / "config.json").write_text(json.dumps(config))
     (run / "history.json").write_text("garbage")
     calls = []
-    real = cifarnets.data.load_dataset
-    monkeypatch.setattr(cifarnets.data, "load_dataset", lambda **kw: calls.append(kw) or real(**kw))
+    real = cifarnets.data.DataSource.load
+    monkeypatch.setattr(cifarnets.data.DataSource, "load", lambda self: calls.append(self.download) or real(self))
     capsys.readouterr()
     assert cli.main(["train", "--resume", str(run)]) == 0
-    assert calls and calls[0]["download"] is False
+    assert calls == [False]
     assert [e.epoch for e in History.load(run).epochs] == [1]  # history.json rebuilt from the checkpoint
 
 
@@ -187,7 +186,6 @@ def test_a_hand_edited_config_json_is_refused_on_resume(tmp_path, capsys, key, v
     err = capsys.readouterr().err
     assert f"train.{key}" in err and "edited by hand" in err and "Traceback" not in err
     assert kept() == before
-    assert "edited by hand" in json.loads((run / "status.json").read_text())["error"]
 
 
 def test_only_cifarnets_errors_become_one_line_messages(monkeypatch):

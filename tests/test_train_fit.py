@@ -62,8 +62,7 @@ def _metrics(history: History) -> list[tuple]:
 def reference_run(tmp_path_factory, data):
     """An uninterrupted 3-epoch run that the resume tests must reproduce bit for bit."""
     out = tmp_path_factory.mktemp("reference")
-    history = fit("vgg08", data, _config(out), model_kwargs=TINY, data_args={
-        "name": "synthetic", "synthetic_sizes": (600, 200), "split": "500:100"})
+    history = fit("vgg08", data, _config(out), model_kwargs=TINY)
     return out, history
 
 
@@ -114,8 +113,7 @@ def test_resume_after_a_crash_between_epochs_is_bit_identical(reference_run, dat
             raise Crash
 
     with pytest.raises(Crash):
-        fit("vgg08", data, _config(tmp_path), model_kwargs=TINY, callbacks=[crash_after_first],
-            data_args={"name": "synthetic", "synthetic_sizes": (600, 200), "split": "500:100"})
+        fit("vgg08", data, _config(tmp_path), model_kwargs=TINY, callbacks=[crash_after_first])
     assert len(History.load(tmp_path).epochs) == 1
     resumed = resume(tmp_path)  # everything from the folder: model, data, config
     assert _metrics(resumed) == _metrics(ref)

@@ -51,7 +51,7 @@ def _config(out) -> TrainConfig:
 
 
 def _fit(out, **kwargs):
-    return fit("vgg08", load_dataset(**DATA_ARGS), _config(out), model_kwargs=TINY, data_args=DATA_ARGS, **kwargs)
+    return fit("vgg08", load_dataset(**DATA_ARGS), _config(out), model_kwargs=TINY, **kwargs)
 
 
 def _outcome(run_dir):
@@ -146,7 +146,7 @@ def test_a_real_sigkill_while_writing_the_checkpoint(reference, tmp_path):
         _utils._write_all = write
         config = TrainConfig(epochs=2, batch_size=20, lr=5e-3, warmup_epochs=1, schedule_unit="step",
                              deterministic=True, quiet=True, device="cpu", out_dir={str(out)!r})
-        fit("vgg08", load_dataset(**{DATA_ARGS!r}), config, model_kwargs={TINY!r}, data_args={DATA_ARGS!r})
+        fit("vgg08", load_dataset(**{DATA_ARGS!r}), config, model_kwargs={TINY!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate(timeout=300)

@@ -21,23 +21,21 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from ._common import UsageError, add_model_arguments, model_kwargs
+from ._common import UsageError, add_model_arguments, add_option, model_kwargs
 
 __all__ = ["register", "train_options"]
 
-_DATA_OPTIONS = ("dataset", "data_dir", "download", "split", "split_seed", "limit", "data_norm")
-
-
 def train_options() -> list[tuple[str, dataclasses.Field]]:
-    """(option, field) of every `TrainConfig` field the command line sets, in declaration order."""
-    from ..train import TrainConfig
+    """(flag, field) of every `TrainConfig` field the command line sets (`cifarnets.train.spec`)."""
+    from ..train.spec import train_options as options
 
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.metadata.get("group") is None:
-            continue  # out_dir is --out; extra is for Python callers
-        out.append((f.metadata.get("cli") or "--" + f.name.replace("_", "-"), f))
-    return out
+    return options()
+
+
+def _data_options() -> list[Any]:
+    from ..train.spec import DATA_OPTIONS
+
+    return [o for o in DATA_OPTIONS if not o.grid_only]
 
 
 def _add_config_option(group: argparse._ArgumentGroup, option: str, f: dataclasses.Field, hint: Any) -> None:
@@ -76,7 +74,6 @@ def _dataset_name(name: str) -> str:
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``train`` and ``eval`` subcommands."""
-    from ..data import DATASETS, DEFAULT_NORMALIZATION
     from ..train.config import FIELD_TYPES
 
     p = sub.add_parser(
@@ -89,20 +86,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     add_model_arguments(p, with_name=False)
 
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", type=_dataset_name, metavar="NAME", default=None,
-                   help=f"data set: {', '.join(DATASETS)} (also spelt CIFAR-10, FashionMNIST, ...); required unless "
-                        "--resume")
-    d.add_argument("--data-dir", default=None, help="where the data set is (default: $CIFARNETS_DATA_DIR or "
-                   "~/.cache/cifarnets/data)")
-    d.add_argument("--download", action="store_true", default=None, help="download the data set if missing")
-    d.add_argument("--split", default=None, help="train:val sizes, e.g. 40000:10000, or 'none' (default: the report's)")
-    d.add_argument("--split-seed", type=int, default=None, help="seed of the val split and of --limit (default: 0)")
-    d.add_argument("--limit", type=int, default=None, help="train on a stratified subset of N images")
-    # Not --norm: that is the model's norm-layer flag (cli._common.add_model_arguments).
-    presets = ", ".join(f"{k} -> {v}" for k, v in DEFAULT_NORMALIZATION.items())
-    d.add_argument("--data-norm", dest="data_norm", metavar="PRESET", default=None,
-                   help=f"input normalisation preset, e.g. cifar10_seed000, or none (default: the data set's own: "
-                        f"{presets})")
+    for option in _data_options():
+        add_option(d, option)
 
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option, f in train_options():
@@ -163,23 +148,23 @@ def _train_config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..train import RUNTIME_FIELDS, SCHEDULE_FIELDS, RunDir, TrainConfig, fit, resume
+    from ..train import RunDir, fit, resume
+    from ..train.config import resumable_fields
+    from ..train.spec import OPTIONS, RunSpec
 
     if args.resume:
         options = {f.name: o for o, f in train_options()}
-        given = [f"--{o.replace('_', '-')}" for o in _DATA_OPTIONS if getattr(args, o) is not None]
+        given = [o.flag for o in _data_options() if getattr(args, o.name) is not None]
         changes = _train_config_kwargs(args)
-        allowed = RUNTIME_FIELDS | (SCHEDULE_FIELDS if args.change_schedule else frozenset())
-        given += [options[f] for f in changes if f not in allowed]
+        given += [options[f] for f in changes if f not in resumable_fields(args.change_schedule)]
         if args.model or model_kwargs(args):
             given.insert(0, "MODEL/model flags")
-        if args.out:
+        if args.out is not None:
             given.append("--out")
         if given:
-            changeable = ", ".join(options[f] for f in sorted(RUNTIME_FIELDS) if f in options)
+            changeable = ", ".join(options[f] for f in sorted(resumable_fields()) if f in options)
             hint = ""
-            if not args.change_schedule and set(changes) & SCHEDULE_FIELDS:
+            if not args.change_schedule and set(changes) & resumable_fields(True) - resumable_fields():
                 hint = "; to change the learning rate or its schedule, add --change-schedule"
             raise UsageError(f"--resume takes everything from {args.resume}/config.json; drop {', '.join(given)} "
                              f"(only {changeable} may change{hint})")
@@ -200,8 +185,9 @@ def _train(args: argparse.Namespace) -> int:
     if not args.model:
         raise UsageError("name the MODEL to train (see `cifarnets list`), or pass --resume RUN_DIR")
     if not args.dataset:
-        raise UsageError("choose the data set with --dataset (cifar10, cifar100, fashion_mnist, synthetic)")
-    # Every setting is checked before the data set is read or anything is written.
+        raise UsageError("choose the data set with --dataset (cifar10, cifar100, fashion_mnist, mnist, kmnist, svhn, "
+                         "synthetic, or folder:PATH)")
+    # Every setting is checked (one parser: RunSpec) before the data set is read or anything is written.
     out = args.out
     if out is None:
         from ..train.distributed import env_world
@@ -209,23 +195,20 @@ def _train(args: argparse.Namespace) -> int:
         world = env_world()
         if world is not None and world[1] > 1:
             raise UsageError("under torchrun pass --out RUN_DIR (every process must name the same folder)")
-        out = str(Path("runs") / f"{args.model}_{args.dataset}_{time.strftime('%Y%m%d-%H%M%S')}")
-    config = TrainConfig(**_train_config_kwargs(args), out_dir=out)
-    data_args = {
-        "name": args.dataset, "data_dir": args.data_dir, "split": args.split if args.split is not None else "default",
-        "seed": args.split_seed or 0, "norm": args.data_norm, "download": bool(args.download), "limit": args.limit,
-    }
-    data = load_dataset(**data_args)
-    data_args["download"] = False  # a resumed run must not download again
-    flags = model_kwargs(args)
+        dataset = Path(args.dataset.split(":", 1)[1]).name if args.dataset.startswith("folder:") else args.dataset
+        out = str(Path("runs") / f"{args.model}_{dataset}_{time.strftime('%Y%m%d-%H%M%S')}")
+    values = {name: getattr(args, o.target if o.part == "train" else name, None) for name, o in OPTIONS.items()
+              if not o.grid_only}
+    spec = RunSpec.from_options({**values, "model": args.model}, defaults={"out_dir": out})
+    data = spec.data.load()
     if _is_main_process():
         if data.is_synthetic:
             print("NOTE: training on the SYNTHETIC data set (generated images): the numbers say nothing about CIFAR.")
         val = len(data.val) if data.val is not None else 0
-        print(f"{args.model}{''.join(f' {k}={v}' for k, v in flags.items())} on {data.name}: "
-              f"{len(data.train):,} train / {val:,} val / {len(data.test):,} test; {config.describe_optimizer()}; "
-              f"batch {config.batch_size}, {config.epochs} epochs -> {out}", flush=True)
-    history = fit(args.model, data, config, model_kwargs=flags, data_args=data_args, callbacks=[_print_epoch])
+        print(f"{args.model}{''.join(f' {k}={v}' for k, v in spec.flags.items())} on {data.name}: "
+              f"{len(data.train):,} train / {val:,} val / {len(data.test):,} test; {spec.train.describe_optimizer()}; "
+              f"batch {spec.train.batch_size}, {spec.train.epochs} epochs -> {out}", flush=True)
+    history = fit(spec.model, data, spec.train, model_kwargs=spec.flags, callbacks=[_print_epoch])
     _print_test(history, out)
     return 0
 
@@ -242,7 +225,7 @@ def _print_test(history: Any, run_dir: Optional[str]) -> None:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from ..data import load_dataset
+    from ..data import DataSource
     from ..train import evaluate, load_checkpoint
     from ..train.distributed import resolve_device
 
@@ -255,11 +238,15 @@ def _eval(args: argparse.Namespace) -> int:
     name = args.dataset or stored.get("name") or meta.get("dataset")
     if not name:
         raise UsageError(f"{args.checkpoint} does not say which data set it was trained on; pass --dataset")
-    load_args = {**stored, "name": name} if stored.get("name") == name else {"name": name}
+    if meta.get("dataset") == "arrays" and not args.dataset:
+        raise UsageError(f"{args.checkpoint} was trained on images handed over in memory (DataBundle.from_arrays); "
+                         "evaluate it from Python with cifarnets.train.evaluate(), or pass --dataset")
+    same = DataSource.from_dict(stored).name == DataSource(name).name if stored else False
+    load_args = {**stored} if same else {"name": name}
     if args.data_dir is not None:
         load_args["data_dir"] = args.data_dir
     load_args["download"] = bool(args.download)
-    data = load_dataset(**load_args)
+    data = DataSource.from_dict(load_args).load()
     images = {"test": data.test, "val": data.val, "train": data.train}[args.split]
     if images is None:
         raise UsageError(f"{name} loaded with split {load_args.get('split', 'default')!r} has no validation part; "

@@ -41,12 +41,13 @@ from .loader import DeviceLoader, Loaders, make_loaders
 from .names import DATASETS, FOLDER_PREFIX, canonical_dataset_name, default_data_dir
 from .normalization import DEFAULT_NORMALIZATION, NORMALIZATION, Normalization, image_statistics, resolve_normalization
 from .seeding import derive_seed, make_generator
-from .source import DataSource, load_dataset
+from .source import ARRAYS, DataSource, load_dataset
 from .splits import DEFAULT_SPLIT, parse_split, split_indices, stratified_sample
 from .svhn import load_svhn
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_images, make_synthetic_splits
 
 __all__ = [
+    "ARRAYS",
     "derive_seed",
     "make_generator",
     "DATASETS",

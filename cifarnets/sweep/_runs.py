@@ -73,11 +73,11 @@ def check_matches(run_dir: Path, model: str, flags: dict[str, Any], train: Train
     return None
 
 
-def train(run_dir: Path, model: str, model_kwargs: dict[str, Any], data: Any, data_args: dict[str, Any],
+def train(run_dir: Path, model: str, model_kwargs: dict[str, Any], data: Any,
           config: TrainConfig, *, resume: bool, callbacks: Sequence[EpochCallback]) -> History:
     """Train (or continue) the cell's run in `run_dir`."""
     config = config.replace(out_dir=str(run_dir))
-    return fit(model, data, config, model_kwargs=model_kwargs, data_args=data_args, callbacks=callbacks,
+    return fit(model, data, config, model_kwargs=model_kwargs, callbacks=callbacks,
                resume=resume)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 from .._utils import PathLike, atomic_write
 from ..errors import RunError
 from . import _runs
-from .cell import CellOutcome, cell_status, data_load_args, finished_outcome, train_config
+from .cell import CellOutcome, cell_status, data_source, finished_outcome, train_config
 from .grid import GRID_FILE, MAX_CELLS, Cell, Grid, GridError, grid_to_toml, load_grid, parse_grid
 
 __all__ = ["ENGINES", "SweepResult", "load_sweep", "run"]
@@ -69,7 +69,7 @@ def _prepare_data(cells: Sequence[Cell], download: bool = False) -> None:
 
     seen = set()
     for cell in cells:
-        key = json.dumps(data_load_args(cell), sort_keys=True, default=str)
+        key = json.dumps(data_source(cell).to_dict(), sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             load_cell_data(cell, download)

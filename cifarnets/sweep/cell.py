@@ -71,17 +71,9 @@ def write_status(sweep_dir: Path, name: str, **fields: Any) -> dict[str, Any]:
 _DATA_CACHE: dict[str, Any] = {}
 
 
-def data_load_args(cell: Cell) -> dict[str, Any]:
-    """The `cifarnets.data.load_dataset` keywords of a cell (without ``test_limit``)."""
-    d = cell.data
-    args: dict[str, Any] = {"name": d["dataset"], "data_dir": d.get("data_dir"), "split": d.get("split", "default"),
-                            "seed": d.get("split_seed", 0), "norm": d.get("data_norm"),
-                            "download": bool(d.get("download", False)), "limit": d.get("limit")}
-    if isinstance(args["split"], list):
-        args["split"] = tuple(args["split"])
-    if "synthetic_sizes" in d:
-        args["synthetic_sizes"] = tuple(d["synthetic_sizes"])
-    return args
+def data_source(cell: Cell) -> Any:
+    """The cell's `cifarnets.data.DataSource` (from its `RunSpec`)."""
+    return cell.spec().data
 
 
 def load_cell_data(cell: Cell, download: bool = False) -> Any:
@@ -89,13 +81,14 @@ def load_cell_data(cell: Cell, download: bool = False) -> Any:
     `download` fetches a missing data set even where the grid does not say ``download = true``."""
     import dataclasses
 
-    from ..data import load_dataset, stratified_sample
+    from ..data import stratified_sample
 
-    args = data_load_args(cell)
-    key = json.dumps({**args, "test_limit": cell.data.get("test_limit")}, sort_keys=True, default=str)
+    spec = cell.spec()
+    source = spec.data
+    key = json.dumps({**source.to_dict(), "test_limit": spec.test_limit}, sort_keys=True, default=str)
     if key not in _DATA_CACHE:
-        data = load_dataset(**{**args, "download": args["download"] or download})
-        n = cell.data.get("test_limit")
+        data = dataclasses.replace(source, download=source.download or download).load()
+        n = spec.test_limit
         if n and n < len(data.test):
             picked = stratified_sample(data.test.labels, n, seed=0, tag="test")
             data = dataclasses.replace(data, test=data.test.subset(picked))
@@ -113,9 +106,7 @@ def train_config(cell: Cell, runtime: Mapping[str, Any]) -> Any:
     A cell trains with one CPU thread unless the grid says ``threads = N``: its numbers then do
     not depend on the engine, on ``--parallel`` or on the machine's core count.
     """
-    from ..train import TrainConfig
-
-    return TrainConfig(**{"threads": CELL_THREADS, **cell.train, "label": cell.label, **runtime})
+    return cell.spec(threads=CELL_THREADS).train.replace(label=cell.label, **runtime)
 
 
 def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, Any]] = None,
@@ -145,7 +136,7 @@ def run_cell(cell: Cell, sweep_dir: PathLike, *, runtime: Optional[Mapping[str, 
         hooks.append(lambda record, history: report(cell, record, history))
     try:
         data = load_cell_data(cell)
-        history = _runs.train(run_dir, cell.model, dict(cell.model_kwargs), data, data_load_args(cell), config,
+        history = _runs.train(run_dir, cell.model, dict(cell.model_kwargs), data, config,
                               resume=state != "new", callbacks=hooks)
     except Exception as err:
         if not catch:

@@ -46,35 +46,20 @@ import hashlib
 import itertools
 import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence
 
 from .._utils import PathLike
 from ..errors import ConfigError
 
 __all__ = [
-    "Cell", "DATA_KEYS", "GRID_FILE", "Grid", "GridError", "META_KEYS", "MODEL_KEYS", "TRAIN_ALIASES",
-    "load_grid", "parse_grid",
+    "Cell", "GRID_FILE", "Grid", "GridError", "MAX_CELLS", "META_KEYS", "load_grid", "parse_grid",
 ]
 
 GRID_FILE = "grid.toml"
 """The copy of the grid a sweep keeps in its folder (what ``cifarnets plot DIR`` reads)."""
 
-# `cifarnets train` model options -> cifarnets.create keywords (cli._common's list).
-MODEL_KEYS = {
-    "bn": "bn", "rc": "rc", "shortcut": "shortcut", "act": "act", "norm": "norm_layer", "width": "width",
-    "init": "init", "num_classes": "num_classes", "in_chans": "in_chans", "drop_rate": "drop_rate",
-}
-_MODEL_TYPES = {"bn": bool, "rc": bool, "shortcut": str, "act": str, "norm": str, "width": int, "init": str,
-                "num_classes": int, "in_chans": int, "drop_rate": float}
-# load_dataset keywords (``dataset`` -> name, ``split_seed`` -> seed, ``data_norm`` -> norm), plus
-# the two a small (budget) grid needs: a stratified test subset, and the synthetic set's sizes.
-DATA_KEYS = ("dataset", "data_dir", "download", "split", "split_seed", "limit", "data_norm", "test_limit",
-             "synthetic_sizes")
-# The command line's short option names for TrainConfig fields.
-TRAIN_ALIASES = {"opt": "optimizer", "wd": "weight_decay", "sched": "schedule", "sched_unit": "schedule_unit"}
 META_KEYS = ("label", "name", "group", "note", "prose_only", "published")
 # TrainConfig fields a grid may not set: the sweep owns the run folder; quiet is a runtime choice.
 _NOT_IN_GRID = {"out_dir": "the sweep puts every cell in DIR/CELL (choose DIR with --out)",
@@ -86,13 +71,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
 GridError = ConfigError  # kept name; the kind is cifarnets.errors.ConfigError
-
-
-def _train_fields() -> dict[str, Any]:
-    from ..train import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_IN_GRID}
 
 
 @dataclass(frozen=True)
@@ -128,6 +106,13 @@ class Cell:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Cell":
         return cls(**dict(data))
+
+    def spec(self, **train_defaults: Any) -> Any:
+        """The cell's `cifarnets.train.RunSpec` (`train_defaults` under the grid's own settings)."""
+        from ..train.spec import RunSpec
+
+        options = {k: v for k, v in self.settings.items() if k not in META_KEYS}
+        return RunSpec.from_options(options, defaults=train_defaults)
 
 
 @dataclass(frozen=True)
@@ -347,56 +332,21 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
-    from ..data import DATASETS
-    from ..registry import is_model, model_info
+    """Check a cell's settings (through `RunSpec.from_options`, as the command line's) and build it."""
+    from ..train.spec import OPTIONS, RunSpec
 
     problems: list[str] = []
-    train_fields = _train_fields()
-    model = settings.get("model")
-    model_kwargs: dict[str, Any] = {}
-    data: dict[str, Any] = {}
-    train: dict[str, Any] = {}
-    for key, value in settings.items():
-        if key == "model" or key in META_KEYS:
-            continue
-        if key in MODEL_KEYS:
-            message = _check_type(key, value, _MODEL_TYPES[key])
-            if message:
-                problems.append(message)
-                continue
-            model_kwargs[MODEL_KEYS[key]] = None if key == "norm" and str(value).lower() == "none" else value
-        elif key in DATA_KEYS:
-            data[key] = value
-        elif key in train_fields or key in TRAIN_ALIASES:
-            name = TRAIN_ALIASES.get(key, key)
-            if name in train:
-                problems.append(f"{key!r} and {name!r} set the same option; keep one")
-                continue
-            message = _check_type(key, value, train_fields[name])
-            if message:
-                problems.append(message)
-            else:
-                train[name] = list(value) if isinstance(value, list) else value
-        elif key in _NOT_IN_GRID and _NOT_IN_GRID[key]:
-            problems.append(f"{key!r} cannot be set in a grid: {_NOT_IN_GRID[key]}")
-        else:
-            problems.append(f"unknown key {key!r}{_suggest(key)}")
-    if not isinstance(model, str) or not model:
-        problems.append("no model: set model = \"NAME\" in [base], [axes] or the cell (see `cifarnets list`)")
-    elif not is_model(model):
-        problems.append(f"unknown model {model!r}{_suggest(model, _models())} (see `cifarnets list`)")
-    else:
-        allowed = set(model_info(model).keywords)
-        for kw in model_kwargs:
-            if kw not in allowed:
-                option = next(k for k, v in MODEL_KEYS.items() if v == kw)
-                problems.append(f"{model} takes no {option!r} (its keywords: {', '.join(sorted(allowed))})")
-    dataset = data.get("dataset")
-    if dataset is None:
-        problems.append('no dataset: set dataset = "cifar100" (or cifar10, fashion_mnist, synthetic) in [base]')
-    elif not isinstance(dataset, str) or dataset.strip().lower().replace("-", "_") not in DATASETS:
-        problems.append(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    problems += _check_data(data)
+    options = {k: v for k, v in settings.items() if k not in META_KEYS}
+    for key in list(options):
+        if key in _NOT_IN_GRID:
+            if _NOT_IN_GRID[key]:
+                problems.append(f"{key!r} cannot be set in a grid: {_NOT_IN_GRID[key]}")
+            del options[key]
+    spec = None
+    try:
+        spec = RunSpec.from_options(options)
+    except ConfigError as err:
+        problems += err.problems
     published = settings.get("published", {})
     if not isinstance(published, dict) or not all(isinstance(v, (int, float, str)) for v in published.values()):
         problems.append("published must be a table of numbers, e.g. published = { val_acc = 46.84 }")
@@ -406,22 +356,18 @@ def make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
             problems.append(f"{key} must be a string")
     if "prose_only" in settings and not isinstance(settings["prose_only"], bool):
         problems.append("prose_only must be true or false")
-    if not problems and model_kwargs:
-        problems += _check_model_values(model, model_kwargs)
-    if not problems:
-        from ..train import TrainConfig
-
-        try:
-            TrainConfig(**train)
-        except (ValueError, TypeError) as err:
-            problems.append(str(err))
-    if problems:
+    if spec is not None and not problems and spec.flags:
+        problems += _check_model_values(spec.model, spec.flags)
+    if problems or spec is None:
         raise GridError("; ".join(problems), problems)
     name = settings.get("name") or cell_name(settings, own_keys)
     if not _NAME_RE.match(name) or name.startswith("_"):
         raise GridError(f"cell name {name!r} is not a usable folder name (letters, digits, . _ + = -; not starting "
                         "with _ or .)")
-    return Cell(name=name, label=settings.get("label") or name, model=model, model_kwargs=model_kwargs,
+    data = {k: v for k, v in options.items() if k in OPTIONS and OPTIONS[k].part == "data"}
+    train = {OPTIONS[k].target: (list(v) if isinstance(v, list) else v) for k, v in options.items()
+             if k in OPTIONS and OPTIONS[k].part == "train"}
+    return Cell(name=name, label=settings.get("label") or name, model=spec.model, model_kwargs=dict(spec.flags),
                 data=data, train=train, settings={k: v for k, v in settings.items() if k != "published"},
                 published=dict(published), group=str(settings.get("group", "")), note=str(settings.get("note", "")),
                 prose_only=bool(settings.get("prose_only", False)))
@@ -442,65 +388,6 @@ def _check_model_values(model: str, model_kwargs: Mapping[str, Any]) -> list[str
     except (TypeError, ValueError, KeyError) as err:
         return [f"{model} with {', '.join(f'{k}={v!r}' for k, v in model_kwargs.items())}: {err}"]
     return []
-
-
-def _check_type(key: str, value: Any, hint: Any) -> Optional[str]:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is Union:  # Optional[X]
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Literal:
-        return None if value in args else f"{key} must be one of {', '.join(map(repr, args))}; got {value!r}"
-    if hint is bool:
-        return None if isinstance(value, bool) else f"{key} must be true or false; got {value!r}"
-    if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else \
-            f"{key} must be an integer; got {value!r}"
-    if hint is float:
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else \
-            f"{key} must be a number; got {value!r}"
-    if hint is str:
-        return None if isinstance(value, str) else f"{key} must be a string; got {value!r}"
-    if origin is tuple:
-        return None if isinstance(value, list) else f"{key} must be a list, e.g. {key} = [30, 60]; got {value!r}"
-    return None
-
-
-def _check_data(data: Mapping[str, Any]) -> list[str]:
-    problems = []
-    for key in ("limit", "test_limit", "split_seed"):
-        if key in data and not (isinstance(data[key], int) and not isinstance(data[key], bool) and data[key] >= 0):
-            problems.append(f"{key} must be a non-negative integer; got {data[key]!r}")
-    if "split" in data and not (isinstance(data["split"], str) or
-                                (isinstance(data["split"], list) and len(data["split"]) == 2)):
-        problems.append(f"split must be 'TRAIN:VAL' or 'none'; got {data['split']!r}")
-    if "split" in data and isinstance(data["split"], str) and \
-            not re.match(r"^\s*(\d+\s*:\s*\d+|none|default)\s*$", data["split"].lower()):
-        problems.append(f"split must be 'TRAIN:VAL' (e.g. '47500:2500'), 'none' or 'default'; got {data['split']!r}")
-    if "synthetic_sizes" in data:
-        s = data["synthetic_sizes"]
-        if not (isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s)):
-            problems.append(f"synthetic_sizes must be [TRAIN, TEST], two positive integers; got {s!r}")
-    for key in ("download",):
-        if key in data and not isinstance(data[key], bool):
-            problems.append(f"{key} must be true or false")
-    return problems
-
-
-def _models() -> list[str]:
-    from ..registry import list_models
-
-    return list_models()
-
-
-def _suggest(word: str, vocabulary: Optional[Sequence[str]] = None) -> str:
-    import difflib
-
-    if vocabulary is None:
-        vocabulary = ["model", *MODEL_KEYS, *DATA_KEYS, *_train_fields(), *TRAIN_ALIASES, *META_KEYS]
-    close = difflib.get_close_matches(word, vocabulary, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ---------------------------------------------------------------------- names

@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 
 from .._utils import CifarnetsError
-from ..data import DataBundle, DeviceLoader, derive_seed, make_loaders
-from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingDivergedError
+from ..data import ARRAYS, DataBundle, DeviceLoader, derive_seed, make_loaders
+from ..errors import CheckpointError, ConfigError, ConfigTypeError, NonFiniteLossError, TrainingDivergedError
 from ._model import check_model_fits_data, identify_model
 from .checkpoint import state_dict_for_save
 from .config import SCHEDULE_FIELDS, TrainConfig, resume_changes
@@ -100,13 +100,16 @@ def _progress(total: int, desc: str, disable: bool) -> Any:
 # ====================================================================== training
 
 
-def describe_data(data: DataBundle, load_args: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+def describe_data(data: DataBundle) -> dict[str, Any]:
+    """What config.json records of a run's data: its sizes and normalisation, and its `DataSource`
+    (``load_args``; None for arrays handed over in memory, which must be passed again to resume)."""
+    source = data.source.to_dict() if data.source is not None and data.source.name != ARRAYS else None
     return {
         "dataset": data.name, "train": len(data.train), "val": len(data.val) if data.val is not None else 0,
         "test": len(data.test), "num_classes": data.num_classes, "in_chans": data.in_chans,
         "mean": list(data.mean), "std": list(data.std), "norm": data.norm_name,
         "split": list(data.split) if data.split else None, "split_seed": data.split_seed,
-        "is_synthetic": data.is_synthetic, "load_args": dict(load_args) if load_args is not None else None,
+        "is_synthetic": data.is_synthetic, "load_args": source,
     }
 
 
@@ -126,7 +129,7 @@ class _Run:
 
     def __init__(self, model: Union[nn.Module, str], data: DataBundle, config: TrainConfig, ctx: DistContext,
                  device: torch.device, model_kwargs: Optional[Mapping[str, Any]],
-                 data_args: Optional[Mapping[str, Any]], callbacks: Sequence[EpochCallback]) -> None:
+                 callbacks: Sequence[EpochCallback]) -> None:
         self.data, self.config, self.ctx, self.device = data, config, ctx, device
         self.callbacks = list(callbacks)
         self.folder = RunDir(config.out_dir) if config.out_dir else None
@@ -158,7 +161,7 @@ class _Run:
 
             ids = [device.index] if device.type == "cuda" else None
             self.train_model = DDP(self.eval_model, device_ids=ids, output_device=device.index if ids else None)
-        self.data_info = describe_data(data, data_args)
+        self.data_info = describe_data(data)
         self.optimizer = build_optimizer(self.raw, config, fused=device.type == "cuda" or None)
         self.scheduler = build_scheduler(self.optimizer, config, len(self.train_loader))
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -484,7 +487,6 @@ def fit(
     config: Optional[TrainConfig] = None,
     *,
     model_kwargs: Optional[Mapping[str, Any]] = None,
-    data_args: Optional[Mapping[str, Any]] = None,
     callbacks: Sequence[EpochCallback] = (),
     resume: bool = False,
     change_schedule: bool = False,
@@ -501,8 +503,6 @@ def fit(
         config: `TrainConfig`; defaults to the coursework reports' recipe.
         model_kwargs: the `cifarnets.create` keywords of `model` (``bn=True, rc=True``), kept in
             the history (legends) and checkpoints (so `load_checkpoint` can rebuild the model).
-        data_args: the `load_dataset` keywords of `data`, stored in ``config.json`` so that
-            `resume` can reload it.
         callbacks: called on rank 0 as ``cb(record, history)`` after each epoch is saved.
         resume: continue the run in ``config.out_dir`` from its last checkpoint (or start it,
             if it has none yet). `config` must match the stored one except in `RUNTIME_FIELDS`.
@@ -541,7 +541,10 @@ def fit(
         raise TypeError(f"fit() takes a TrainConfig as config; got {type(config).__name__}")
     config.validate()  # a config edited after construction
     if not isinstance(data, DataBundle):
-        raise TypeError(f"fit() takes a DataBundle (cifarnets.data.load_dataset(...)); got {type(data).__name__}")
+        raise ConfigTypeError(
+            f"fit() takes a DataBundle; got {type(data).__name__}. Load one by name with cifarnets.data.load_dataset("
+            "'cifar10' / 'mnist' / 'folder:PATH' for an ImageFolder tree, ...), or wrap images in memory with "
+            "cifarnets.data.DataBundle.from_arrays(train=(x, y), test=(x, y))")
     if data.is_synthetic:
         logger.info("training on the SYNTHETIC data set: its numbers say nothing about CIFAR")
     config = _resolve_threads(config, resume)
@@ -551,7 +554,7 @@ def fit(
     try:
         torch.set_num_threads(config.threads or saved_threads)
         with _algorithms(config.deterministic, device):
-            run = _Run(model, data, config, ctx, device, model_kwargs, data_args, callbacks)
+            run = _Run(model, data, config, ctx, device, model_kwargs, callbacks)
             run.open_folder(resume, change_schedule, allow_world_size_change)
             if run.start_epoch > config.epochs and run.history.test is not None:
                 logger.info("%s is already finished (%d epochs); nothing to do", config.out_dir, config.epochs)

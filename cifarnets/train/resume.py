@@ -56,20 +56,21 @@ def resume(
     if data is None:
         load_args = info.get("load_args")
         if not isinstance(load_args, dict):
-            raise ResumeMismatchError(f"{folder.path / 'config.json'} does not record how its data set was loaded; "
-                                      f"pass data= (the same DataBundle: {info.get('dataset')})")
-        from ..data import load_dataset
+            raise ResumeMismatchError(f"{folder.path / 'config.json'} does not record how its data set was loaded "
+                                      f"({info.get('dataset')}: images handed over in memory); pass them again: "
+                                      "resume(folder, data=bundle)")
+        from ..data import DataSource
 
         # A resumed run never downloads, whatever config.json says: it reads what the first run fetched.
-        data = load_dataset(**{**load_args, "download": False})
-    now = describe_data(data, None)
+        data = DataSource.from_dict({**load_args, "download": False}).load()
+    now = describe_data(data)
     for key in ("dataset", "train", "val", "test", "num_classes", "in_chans", "mean", "std"):
         if now[key] != info.get(key):
-            raise ResumeMismatchError(f"the data set differs from the run's: {key} is {now[key]!r}, the run trained "
-                                      f"with {info.get(key)!r}")
+            raise ResumeMismatchError(f"the data set differs from the run's: {key} is {now[key]!r} now, the run "
+                                      f"trained with {info.get(key)!r}")
     if not stored.get("rebuildable", True):
         raise ResumeMismatchError(f"{run_dir} trained a model cifarnets cannot rebuild from its name; call "
                                   "fit(model, data, config, resume=True) with that model instead")
     return fit(stored["model"], data, config, model_kwargs=stored.get("flags", stored["model_kwargs"]),
-               data_args=info.get("load_args"), callbacks=callbacks, resume=True, change_schedule=change_schedule,
+               callbacks=callbacks, resume=True, change_schedule=change_schedule,
                allow_world_size_change=allow_world_size_change)
