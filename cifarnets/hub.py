@@ -85,8 +85,7 @@ def read_run(run_dir: PathLike) -> RunRecord:
         epochs, best_epoch = [vars(e) for e in history.epochs], history.best_epoch
     except (FileNotFoundError, HistoryError):
         epochs, best_epoch = [], metadata.get("epoch")
-    test_path = folder.path / "test.json"
-    test = json.loads(test_path.read_text()) if test_path.is_file() else None
+    test = folder.test_result()
     kwargs = dict(metadata.get("model_kwargs") or config["model_kwargs"])
     return RunRecord(folder.path, name, kwargs, state, metadata, config, epochs, best_epoch, test)
 

@@ -83,7 +83,7 @@ def test_a_pickle_bomb_is_refused_not_executed(tmp_path):
     run.mkdir()
     (run / "last.state.pt").write_bytes(bomb.read_bytes())
     with pytest.raises(CheckpointError, match="arbitrary code"):
-        RunDir(run).load_checkpoint()
+        RunDir(run).read_state()
     assert not marker.exists()
     assert not marker.exists()
     # Plain pickles (not torch.save zip files) are refused as well.

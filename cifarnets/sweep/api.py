@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from .._utils import PathLike, atomic_write
 from ..errors import RunError
+from ..train import RunDir
 from . import _runs
 from .cell import CellOutcome, cell_status, data_source, finished_outcome, train_config
 from .grid import GRID_FILE, MAX_CELLS, Cell, Grid, GridError, grid_to_toml, load_grid, parse_grid
@@ -48,7 +49,7 @@ class SweepResult:
 
 def _check_folder(grid: Grid, cells: Sequence[Cell], out: Path) -> None:
     """Refuse to start when the folder holds runs that are not this grid's cells (nothing is touched)."""
-    if (out / "config.json").is_file():
+    if RunDir(out).has_config():
         raise GridError(f"{out} is a run folder, not a sweep folder; choose another --out")
     problems = []
     for cell in cells:
@@ -257,11 +258,11 @@ def load_sweep(out: PathLike) -> tuple[Grid, list[Cell]]:
         raise FileNotFoundError(f"{out} is not a sweep folder (no {GRID_FILE}); run `cifarnets sweep GRID "
                                 f"--out {out}`, or give run folders to `cifarnets plot`")
     grid = parse_grid(path.read_text(), path=str(path))
-    cells = [c for c in grid.cells if (out / c.name / "history.json").is_file()]
+    cells = [c for c in grid.cells if RunDir(out / c.name).has_history()]
     known = {c.name for c in cells}
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
         name = folder.name
-        if name in known or name in {c.name for c in grid.cells} or not (folder / "history.json").is_file():
+        if name in known or name in {c.name for c in grid.cells} or not RunDir(folder).has_history():
             continue
         stored = cell_status(out, name).get("cell")  # a searched trial records its cell in its status
         if stored:

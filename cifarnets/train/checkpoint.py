@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from .._utils import DIGEST_KEY, atomic_write, tensor_digest, unwrap_model
 from ..errors import CheckpointError, CheckpointNotFoundError
+from .files import BEST, LAST
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CheckpointError", "CheckpointNotFoundError", "atomic_write", "load_checkpoint",
@@ -189,7 +190,7 @@ def torch_load_safely(source: Union[PathLike, IO[bytes]], *, map_location: Any =
 def _resolve_checkpoint_path(path: PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
+        for name in (BEST, LAST):
             if (path / name).is_file():
                 return path / name
         found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"

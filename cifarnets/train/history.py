@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import CheckpointError, CheckpointNotFoundError
+from .files import HISTORY_JSON
 
 __all__ = ["EpochRecord", "History", "HistoryError", "HistoryNotFoundError", "HISTORY_SCHEMA"]
 
@@ -156,7 +157,7 @@ class History:
         """Read ``history.json``, or the one inside a run folder."""
         path = Path(path)
         if path.is_dir():
-            path = path / "history.json"
+            path = path / HISTORY_JSON
         if not path.exists():
             raise HistoryNotFoundError(
                 f"no training history at {path}; is it a run folder written by `cifarnets train`?")

@@ -21,7 +21,7 @@ they are loaded. No file of a run folder is read or locked through a symbolic li
 Every file is written atomically (`cifarnets._utils.atomic_write`). One checkpoint step is
 one file, ``last.state.pt``, written first: it is the commit point, and everything written
 after it (``last.safetensors``, ``best.safetensors``, the history) can be rebuilt from it,
-which `load_checkpoint` does. A kill at any moment therefore leaves the previous step or the
+which `restore` does. A kill at any moment therefore leaves the previous step or the
 new one, never a mix, and resuming gives bit for bit what an uninterrupted run gives
 (tests/test_train_kill.py kills a run at every write).
 
@@ -51,6 +51,7 @@ import torch
 from .._utils import atomic_write, stale_temp_files
 from ..errors import CheckpointNotFoundError, ConfigError, RunError, RunExistsError, RunNotFoundError
 from .checkpoint import CheckpointError, load_verified_weights, read_metadata, torch_load_safely, weights_bytes
+from .files import BEST, CONFIG, HISTORY_CSV, HISTORY_JSON, LAST, LOCK, RUN_FILES, STATE, STATUS, TEST
 from .history import History
 
 try:  # POSIX; elsewhere runs are not locked (a warning says so)
@@ -66,10 +67,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_SCHEMA = 2
-CONFIG, STATE, LAST, BEST = "config.json", "last.state.pt", "last.safetensors", "best.safetensors"
-HISTORY_JSON, HISTORY_CSV, TEST, LOCK = "history.json", "history.csv", "test.json", ".lock"
-STATUS = "status.json"
-RUN_FILES = (CONFIG, HISTORY_JSON, HISTORY_CSV, LAST, STATE, BEST, TEST)
 # Files that hold the result of training: never overwritten by a run that starts over.
 _TRAINED_FILES = (BEST, LAST, HISTORY_JSON, TEST)
 
@@ -467,7 +464,7 @@ class RunDir:
                 "with the cifarnets version that wrote it, or start a new run")
         return state
 
-    def load_checkpoint(self, device: Union[str, torch.device] = "cpu") -> Checkpoint:
+    def read_state(self, device: Union[str, torch.device] = "cpu") -> Checkpoint:
         """Read and verify the committed step (checksum; nothing is repaired or compared with config.json)."""
         state = self._load_state()
         try:
@@ -519,7 +516,7 @@ class RunDir:
         """The training state to continue from: verified (checksum, bound to this run), and the files derived
         from it (last/best weights, history, test) rewritten as it says when `repair` (the main process)."""
         self.check_binding()
-        ckpt = self.load_checkpoint(device)
+        ckpt = self.read_state(device)
         if repair:
             self.repair(ckpt)
         return ckpt
@@ -543,6 +540,20 @@ class RunDir:
         if ckpt.history.test is not None:
             self._write(TEST, _json({**ckpt.history.test, "model": ckpt.history.model,
                                      "dataset": ckpt.history.dataset, "label": ckpt.history.name}))
+
+    def has_history(self) -> bool:
+        return self.file(HISTORY_JSON).is_file()
+
+    def test_result(self) -> Optional[dict[str, Any]]:
+        """``test.json`` (the best weights on the test set), or None before the run is tested."""
+        try:
+            data = json.loads(self.file(TEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{self.path / TEST} is unreadable ({err}); `cifarnets train --resume "
+                                  f"{self.path}` rewrites it from the checkpoint") from err
+        return data if isinstance(data, dict) else None
 
     def best_epoch_on_disk(self) -> Optional[int]:
         try:
