@@ -193,8 +193,8 @@ class TrainConfig:
 
         for f in fields(self):
             value = getattr(self, f.name)
-            if not _type_ok(value, FIELD_TYPES[f.name]):
-                raise ConfigError(f"TrainConfig: {f.name} must be {_type_name(FIELD_TYPES[f.name])}; got {value!r} "
+            if not type_ok(value, FIELD_TYPES[f.name]):
+                raise ConfigError(f"TrainConfig: {f.name} must be {type_name(FIELD_TYPES[f.name])}; got {value!r} "
                                   f"({type(value).__name__})")
             if f.name in _FLOAT_FIELDS and not math.isfinite(value):
                 raise ConfigError(f"TrainConfig: {f.name} must be a finite number; got {value!r}")
@@ -341,10 +341,10 @@ def resume_changes(stored: TrainConfig, config: TrainConfig, *, change_schedule:
     return diff
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
+def type_ok(value: Any, hint: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union:
-        return any(_type_ok(value, a) for a in args)
+        return any(type_ok(value, a) for a in args)
     if hint is type(None):
         return value is None
     if origin is Literal:
@@ -361,17 +361,17 @@ def _type_ok(value: Any, hint: Any) -> bool:
         if not isinstance(value, (tuple, list)):
             return False
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(_type_ok(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+            return all(type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(type_ok(v, a) for v, a in zip(value, args))
     if origin is dict:
         return isinstance(value, dict)
     return True
 
 
-def _type_name(hint: Any) -> str:
+def type_name(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union:
-        return " or ".join(_type_name(a) for a in args)
+        return " or ".join(type_name(a) for a in args)
     if hint is type(None):
         return "None"
     if origin is Literal:

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Optional
 from ..data import FITS, DataSource
 from ..errors import ConfigError, ConfigTypeError
 from ..layers import SHORTCUTS
-from .config import TrainConfig, _type_name, _type_ok
+from .config import TrainConfig, type_name, type_ok
 
 __all__ = ["DATA_OPTIONS", "MODEL_OPTIONS", "OPTIONS", "Option", "RunSpec", "TRAIN_ALIASES", "train_options"]
 
@@ -58,8 +58,8 @@ class Option:
         hint = self.type
         if typing.get_origin(hint) is tuple and isinstance(value, list):
             value = tuple(value)
-        if not _type_ok(value, hint):
-            kind = "true or false" if hint is bool else _type_name(hint)
+        if not type_ok(value, hint):
+            kind = "true or false" if hint is bool else type_name(hint)
             raise ConfigTypeError(f"{self.name} must be {kind}; got {value!r} ({type(value).__name__})")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}")
