@@ -93,6 +93,16 @@ def _printer(total: int, bar: Any) -> Any:
     return progress
 
 
+class EpochLine:
+    """Prints one line per finished epoch of a cell, from whichever process trains it (a module-level
+    class, so spawned workers can unpickle it): a parallel sweep is never silent for minutes."""
+
+    def __call__(self, record: Any, history: Any) -> None:
+        val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
+        print(f"  epoch    {history.name} {record.epoch}/{history.config.get('epochs', '?')}: train loss "
+              f"{record.train_loss:.4f}{val} ({record.epoch_seconds:.0f} s)", flush=True)
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from ..sweep import load_grid, run
     from ..sweep.grid import MAX_CELLS
@@ -130,6 +140,7 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         result = run(grid, args.out, engine=args.engine, parallel=args.parallel, only=args.only, device=args.device,
                      quiet=not show_epochs, retries=args.retries, progress=_printer(total, bar),
+                     callbacks=[] if show_epochs else [EpochLine()],
                      address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                      search=args.search, trials=args.trials, searcher=args.searcher, scheduler=args.scheduler,
                      metric=args.metric, mode=args.mode, search_seed=args.search_seed, download=args.download,
