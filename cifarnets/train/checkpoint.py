@@ -29,7 +29,7 @@ from typing import IO, Any, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from .._utils import atomic_write, unwrap_model
+from .._utils import DIGEST_KEY, atomic_write, tensor_digest, unwrap_model
 from ..errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
@@ -100,10 +100,11 @@ def _metadata_header(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 
 def weights_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> bytes:
-    """A ``.safetensors`` file's bytes: `state` and `metadata` (JSON under the header's "cifarnets" key)."""
+    """A ``.safetensors`` file's bytes: `state` and `metadata` (JSON under the header's "cifarnets" key),
+    and the tensors' checksum (`cifarnets._utils.tensor_digest`, under ``DIGEST_KEY``) that loading verifies."""
     from safetensors.torch import save
 
-    return save(dict(state), metadata=_metadata_header(metadata))
+    return save(dict(state), metadata={**_metadata_header(metadata), DIGEST_KEY: tensor_digest(state)})
 
 
 def save_weights(path: PathLike, model_or_state: Union[nn.Module, Mapping[str, torch.Tensor]],
