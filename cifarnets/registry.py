@@ -145,7 +145,8 @@ def model_info(name: str) -> ModelInfo:
     """Family, source report, published defaults, parameter count and notes of `name`.
 
     The parameter count is of the network `create(name)` builds, counted on the meta
-    device (no memory, no initialisation), so it is cheap even for VGG-16.
+    device (no memory) and without its weight-init scheme (which sets values, not counts;
+    on the meta device it would cost more than the build), so it is cheap even for VGG-16.
 
     Example:
         >>> model_info("vgg106").params
@@ -153,8 +154,9 @@ def model_info(name: str) -> ModelInfo:
     """
     name = resolve_name(name)
     cfg: ModelCfg = model_cfgs()[name]
+    keywords = {"init": "default"} if "init" in model_keywords(name) else {}
     with torch.device("meta"):
-        model = create(name)
+        model = create(name, **keywords)
     return ModelInfo(
         name=name, family=cfg.family, source=cfg.source, summary=cfg.summary, num_classes=cfg.num_classes,
         dataset=cfg.dataset, norm=cfg.norm,
