@@ -77,7 +77,8 @@ def parse_model_config(raw: bytes, where: str, extra: dict[str, Any]) -> tuple[s
     """Check and split a config.json as timm's ``_parse_model_cfg`` does: ``(name, pretrained_cfg, model_args)``.
 
     Example:
-        >>> raw = b'{"architecture": "cifarnets_vgg38", "num_classes": 10, "model_args": {"bn": true}}'
+        >>> raw = (b'{"architecture": "cifarnets_vgg38", "num_classes": 10, "pretrained_cfg": {}, '
+        ...        b'"model_args": {"bn": true}}')
         >>> name, cfg, args = parse_model_config(raw, "config.json", {})
         >>> name, cfg["num_classes"], args
         ('vgg38', 10, {'bn': True})
