@@ -3,7 +3,8 @@
     torch.hub.load("<owner>/cifarnets", "vgg38", bn=True, rc=True)
     torch.hub.load("path/to/cifarnets", "resnet18", source="local")
 
-Each entry point is `cifarnets.create` for one registered name and takes the same keywords
+Each entry point is `cifarnets.create` for one registered name (so it builds through
+`cifarnets.models.create_model`, as every other path does) and takes the same keywords
 (``pretrained=True`` needs weights: see ``cifarnets export`` and docs/models.md).
 """
 

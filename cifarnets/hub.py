@@ -12,8 +12,8 @@ the run's checkpoint description, so ``cifarnets eval DIR/model.safetensors`` wo
 through timm's loader::
 
     import cifarnets, timm
-    timm.create_model("local-dir:hub/vgg38-bn-rc")       # or "hf-hub:ORG/REPO" once pushed
-    cifarnets.create("local-dir:hub/vgg38-bn-rc")
+    timm.create_model("local-dir:hub/vgg38-bn-rc", pretrained=True)   # or "hf-hub:ORG/REPO" once pushed
+    cifarnets.create("local-dir:hub/vgg38-bn-rc")                      # loads the weights too
 
 The run folder is read in one place, `read_run`.
 """
@@ -111,8 +111,8 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return "-" if value is None else (f"{value:.2f}{suffix}" if isinstance(value, float) else f"{value}{suffix}")
 
 
-def model_card(run: RunRecord, model: nn.Module) -> dict[str, Any]:
-    """timm's model-card dict (``generate_readme`` / ``push_to_hf_hub``) for a run."""
+def model_card(run: RunRecord, model: nn.Module, load_name: str = "hf-hub:ORG/REPO") -> dict[str, Any]:
+    """timm's model-card dict (``generate_readme`` / ``push_to_hf_hub``) for a run; its usage loads `load_name`."""
     cfg = model_cfgs()[run.model]
     data, train = run.config.get("data") or {}, run.config.get("train") or {}
     best = next((e for e in run.epochs if e.get("epoch") == run.best_epoch), {})
@@ -140,7 +140,7 @@ def model_card(run: RunRecord, model: nn.Module) -> dict[str, Any]:
     if data.get("is_synthetic"):
         details["Note"] = "trained on cifarnets' SYNTHETIC images: the accuracy says nothing about CIFAR"
     usage = ("```python\nimport cifarnets, timm  # importing cifarnets registers its models with timm\n"
-             "model = timm.create_model(\"hf-hub:ORG/REPO\")   # or \"local-dir:PATH\" for this folder\n"
+             f"model = timm.create_model({load_name!r}, pretrained=True)  # or 'local-dir:PATH' for this folder\n"
              "model.eval()\n```\n\n![training curves](curves.png)\n")
     return {
         "description": f"{run.model} of cifarnets trained with `cifarnets train`, exported with `cifarnets export`. "
@@ -245,7 +245,7 @@ def push_run(run_dir: PathLike, repo_id: str, *, token: Optional[str] = None, pr
     model, kwargs = _rebuild(run)
     try:
         return str(push_to_hf_hub(model, repo_id, token=token, private=private, model_config=None,
-                                  model_card=model_card(run, model), model_args=kwargs,
+                                  model_card=model_card(run, model, f"hf-hub:{repo_id}"), model_args=kwargs,
                                   safe_serialization=True, commit_message=f"cifarnets export of {run.run_dir.name}"))
     except Exception as err:  # huggingface_hub raises its own HTTP / offline / auth errors
         raise HubUnreachableError(

@@ -19,6 +19,7 @@ from cifarnets.data import (
     DataBundle,
     DataSource,
     canonical_dataset_name,
+    from_arrays,
     image_statistics,
     load_dataset,
     make_loaders,
@@ -256,17 +257,17 @@ def test_from_arrays_layouts_and_dtypes():
     rng = np.random.default_rng(0)
     nhwc = rng.integers(0, 256, size=(12, 8, 8, 3), dtype=np.uint8)
     labels = np.arange(12) % 3
-    a = DataBundle.from_arrays(train=(nhwc, labels), test=(nhwc[:6], labels[:6]), classes=["a", "b", "c"])
+    a = from_arrays(train=(nhwc, labels), test=(nhwc[:6], labels[:6]), classes=["a", "b", "c"])
     assert a.train.images.shape == (12, 3, 8, 8) and torch.equal(a.train.images[3].permute(1, 2, 0),
                                                                  torch.from_numpy(nhwc[3]))
     assert a.classes == ("a", "b", "c") and a.val is None and a.norm_name == "auto"
     assert (a.mean, a.std) == image_statistics(a.train.images)
     floats = torch.from_numpy(nhwc).permute(0, 3, 1, 2).double() / 255  # NCHW floats in [0, 1]
-    b = DataBundle.from_arrays(train=(floats, torch.from_numpy(labels)), test=(floats[:6], labels[:6]),
+    b = from_arrays(train=(floats, torch.from_numpy(labels)), test=(floats[:6], labels[:6]),
                                val=(floats[6:], labels[6:]), norm="none", name="mine")
     assert torch.equal(b.train.images, a.train.images) and b.name == "mine" and b.split == (12, 6)
     assert (b.mean, b.std) == ((0.0,) * 3, (1.0,) * 3) and b.classes == ("0", "1", "2")
-    gray = DataBundle.from_arrays(train=(nhwc[..., 0], labels), test=(nhwc[:2, ..., 0], labels[:2]))
+    gray = from_arrays(train=(nhwc[..., 0], labels), test=(nhwc[:2, ..., 0], labels[:2]))
     assert gray.in_chans == 1 and gray.image_size == (8, 8)
     images, batch_labels = next(iter(make_loaders(gray, batch_size=4).train))
     assert images.shape == (4, 1, 8, 8) and images.dtype == torch.float32 and batch_labels.shape == (4,)
@@ -288,13 +289,13 @@ def test_from_arrays_layouts_and_dtypes():
 def test_from_arrays_errors_name_the_argument(train, test, kwargs, kind, message):
     default = (np.zeros((2, 3, 8, 8), dtype=np.uint8), [0, 1])
     with pytest.raises(kind, match=message):
-        DataBundle.from_arrays(train=train, test=test if test is not None else default, **kwargs)
+        from_arrays(train=train, test=test if test is not None else default, **kwargs)
 
 
 def test_arrays_source_cannot_reload():
     x = np.zeros((4, 1, 8, 8), dtype=np.uint8)
     x[0] = 9
-    bundle = DataBundle.from_arrays(train=(x, [0, 1, 0, 1]), test=(x, [0, 1, 0, 1]))
+    bundle = from_arrays(train=(x, [0, 1, 0, 1]), test=(x, [0, 1, 0, 1]))
     assert bundle.source.name == "arrays" and bundle.source.to_dict()["name"] == "arrays"
     with pytest.raises(DataError, match="cannot be reloaded.*pass it again.*resume\\(folder, data=bundle\\)"):
         DataSource.from_dict(bundle.source.to_dict()).load()

@@ -1,5 +1,5 @@
 """One layer order: no module of the package imports a part above its own, nor another
-module's private names.
+module's private names, and no two modules import each other, directly or round a cycle.
 
 The order is the drawing in README.md's Development section (between the ``layers`` markers),
 read here, so the picture a newcomer sees is the rule the suite enforces. Every import is
@@ -136,6 +136,67 @@ def violations(package_dir: Path, parts: list[Part]) -> list[str]:
             elif other.level == own.level:
                 found.append(f"{where}: {own.name} imports {target} from {other.name}, a part on its own level")
     return found
+
+
+def import_graph(package_dir: Path) -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere (module level or in a function)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir).as_posix()
+        name = module_name(relative)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        targets = graph.setdefault(name, set())
+        for _, target, _ in imported_modules(tree, name, path.name == "__init__.py", package_dir):
+            target_file = module_file(target, package_dir)
+            if target_file is not None and module_name(target_file) != name:
+                targets.add(module_name(target_file))
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle, once each, as ``[a, b, ..., a]`` starting at its smallest module (depth-first search)."""
+    cycles, seen = [], set()
+
+    def visit(node: str, path: list[str], on_path: set[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in on_path:
+                cycle = path[path.index(nxt):]
+                start = cycle.index(min(cycle))
+                key = tuple(cycle[start:] + cycle[:start])
+                if key not in seen:
+                    seen.add(key)
+                    cycles.append([*key, key[0]])
+            elif nxt not in done:
+                visit(nxt, [*path, nxt], on_path | {nxt})
+        done.add(node)
+
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start], {start})
+    return sorted(cycles)
+
+
+def test_no_import_cycles():
+    cycles = import_cycles(import_graph(ROOT / PACKAGE))
+    assert cycles == [], "import cycles (break each by moving what both sides need below them):\n" + "\n".join(
+        " -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_function_level_and_package_cycles(tmp_path):
+    root = _package(tmp_path, {
+        "a.py": "from . import b\n",
+        "b.py": "def f():\n    from .c import g\n",  # function level
+        "c.py": "import cifarnets.a\n",
+        "pkg/__init__.py": "from .mod import x\n",
+        "pkg/mod.py": "from . import helper\nfrom cifarnets.pkg import y\n",  # back to its own package
+        "pkg/helper.py": "",
+        "ok.py": "from .pkg import helper\n",
+    })
+    assert import_cycles(import_graph(root)) == [
+        ["cifarnets.a", "cifarnets.b", "cifarnets.c", "cifarnets.a"],
+        ["cifarnets.pkg", "cifarnets.pkg.mod", "cifarnets.pkg"],
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -207,10 +207,12 @@ def test_bn_keyword_in_every_family():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"num_classes": -1}, r"num_classes must be an integer >= 0, got -1; .*num_classes=0"),
-    ({"num_classes": 2.5}, r"num_classes must be an integer >= 0, got 2.5"),
+    # A float where an integer is declared is a type error (ConfigTypeError, also a ValueError), found before
+    # anything is built: the message names the expected type and the value's.
+    ({"num_classes": 2.5}, r"num_classes must be an integer, got 2.5 \(float\)"),
     ({"in_chans": 0}, r"in_chans must be an integer >= 1, got 0; .*in_chans=3"),
     ({"width": 0}, r"width must be an integer >= 1, got 0; .*width=32"),
-    ({"width": 1.5}, r"width must be an integer >= 1, got 1.5"),
+    ({"width": 1.5}, r"width must be an integer, got 1.5 \(float\)"),
     ({"drop_rate": 1.0}, r"drop_rate must be a number in \[0, 1\)"),
 ])
 def test_bad_arguments_name_the_argument_value_and_fix(kwargs, match):

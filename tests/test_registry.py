@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,3 +171,136 @@ def test_readme_and_docs_model_tables_are_generated_from_the_registry():
         block = re.search(r"<!-- model-table:start -->\n(.*?)\n<!-- model-table:end -->", text, re.S)
         assert block, f"{path} lacks the generated model table markers"
         assert block.group(1) == table, f"{path} is stale: run `python docs/generate.py`"
+
+
+# ---------------------------------------------------------------- strict keywords, one factory, fast start
+
+
+def test_wrong_keyword_types_are_refused_before_building():
+    with pytest.raises(cifarnets.errors.ConfigTypeError, match=r"^bn must be true or false, got 'false' \(str\)$"):
+        cifarnets.create("vgg38", bn="false")  # used to build a net WITH batch norm
+    with pytest.raises(TypeError, match=r"width must be an integer, got '8' \(str\)"):
+        timm.create_model("cifarnets_vgg38", width="8")
+    with pytest.raises(TypeError, match=r"bn must be true or false \(or None\), got 1 \(int\)"):
+        cifarnets.create("resnet20", bn=1)
+    with pytest.raises(TypeError, match=r"drop_rate must be a number, got '0.1'"):
+        cifarnets.models.coursework_vgg.vgg38(drop_rate="0.1")  # the family's own entry point checks too
+    assert cifarnets.create("vgg38", drop_rate=0).drop_rate == 0.0  # an int is a number
+
+
+def test_model_keywords_and_check_model_kwargs_describe_and_check_without_building():
+    kw = cifarnets.model_keywords("vgg38")
+    assert (kw["bn"].type, kw["bn"].default, kw["bn"].scalar) == (bool, False, bool)
+    assert (kw["width"].scalar, kw["width"].default, kw["num_classes"].default) == (int, 32, 100)
+    assert kw["shortcut"].optional and kw["shortcut"].scalar is str and not kw["bn"].optional
+    assert cifarnets.model_keywords("vgg68")["rc"].default is True  # the published value
+    assert cifarnets.model_keywords("vgg16")["img_size"].default == (32, 32)
+    assert cifarnets.model_keywords("resnet18")["shortcut"].default == "projection"
+    assert cifarnets.check_model_kwargs("vgg38", {"bn": True}) == {"bn": True}
+    with pytest.raises(cifarnets.errors.ConfigTypeError) as err:
+        cifarnets.check_model_kwargs("vgg38", {"bn": "no", "width": 2.0})
+    assert err.value.problems == ["bn must be true or false, got 'no' (str)",
+                                  "width must be an integer, got 2.0 (float)"]
+    with pytest.raises(cifarnets.UnknownKeywordError, match="did you mean 'bn'"):
+        cifarnets.check_model_kwargs("vgg38", {"bnn": True})
+
+
+def test_every_path_builds_through_create_model(monkeypatch, clean_registry):
+    from cifarnets.models import _factory
+
+    calls = []
+    real = _factory.create_model
+
+    def spy(name, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    for module in (_factory, cifarnets.registry, cifarnets.models._timm, cifarnets.models.coursework_vgg):
+        monkeypatch.setattr(module, "create_model", spy)
+
+    @cifarnets.register_model
+    def tiny_spy_net(pretrained=False, num_classes: int = 10, **kwargs):
+        return nn.Linear(3, num_classes)
+
+    cifarnets.create("vgg08")
+    timm.create_model("cifarnets_vgg08")
+    cifarnets.models.coursework_vgg.vgg08()
+    import hubconf
+
+    hubconf.vgg08()
+    timm.create_model("cifarnets_tiny_spy_net")
+    with pytest.raises(TypeError, match="num_classes must be an integer"):
+        cifarnets.create("tiny_spy_net", num_classes="3")  # a user model's annotations are checked too
+    assert calls == ["vgg08"] * 4 + ["tiny_spy_net"] * 2
+
+
+def test_the_factory_builds_what_timms_builder_builds():
+    """The timm-free build gives every model the cfg, traits and tensors timm's build_model_with_cfg gives it."""
+    import functools
+
+    from timm.models import build_model_with_cfg
+
+    from cifarnets.models._registry import model_builds, model_cfgs
+
+    for name in cifarnets.list_models():
+        build, cfg = model_builds()[name], model_cfgs()[name]
+        for kwargs in ({}, {"in_chans": 1, "num_classes": 7}):
+            with torch.device("meta"):
+                ours = cifarnets.create(name, **kwargs)
+                theirs = build_model_with_cfg(functools.partial(build.model_cls, build.arch), f"cifarnets_{name}",
+                                              False, **{**cfg.defaults, **kwargs})
+            from cifarnets.models._registry import adapt_cfg_channels
+
+            adapt_cfg_channels(theirs.pretrained_cfg, theirs.in_chans)
+            assert ours.pretrained_cfg == theirs.pretrained_cfg, name
+            assert ours._traits == theirs._traits and ours.pretrained_model_args == theirs.pretrained_model_args
+            assert {k: v.shape for k, v in ours.state_dict().items()} == \
+                {k: v.shape for k, v in theirs.state_dict().items()}, name
+            assert str(ours) == str(theirs), name
+
+
+_PROBE = """
+import sys, io, contextlib
+heavy = ("timm", "torchvision", "matplotlib", "safetensors")
+def loaded():
+    return [m for m in heavy if m in sys.modules]
+import cifarnets
+from cifarnets.cli import main
+report = {"import cifarnets": loaded()}
+for argv in (["--help"], ["--version"], ["list"], ["info", "vgg38"]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    report[" ".join(argv)] = loaded()
+    report[" ".join(argv) + " printed"] = out.getvalue().splitlines()[0]
+import timm  # after cifarnets, which did not import it: the hook registers the zoo now
+report["timm"] = [type(timm.create_model("cifarnets_vgg38", bn=True)).__name__, len(timm.list_models("cifarnets_*"))]
+print(repr(report))
+"""
+
+
+def test_import_and_light_commands_load_no_timm_and_timm_still_finds_the_zoo():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, check=True).stdout
+    report = eval(out.strip().splitlines()[-1])
+    for key in ("import cifarnets", "--help", "--version", "list", "info vgg38"):
+        assert report[key] == [], (key, report[key])
+    assert report["--version printed"] == f"cifarnets {cifarnets.__version__} (torch {torch.__version__.split('+')[0]})"
+    assert report["list printed"].startswith("| model |") and report["info vgg38 printed"].startswith("model")
+    assert report["timm"] == ["CourseworkVGG", len(cifarnets.list_models())]
+
+
+def test_the_cli_command_table_is_what_the_modules_register():
+    from cifarnets import cli
+
+    def commands(parser):
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return [(c.dest, c.help) for c in sub._choices_actions]
+
+    assert commands(cli.build_parser()) == [(name, text) for name, (_, text) in cli._COMMANDS.items()]
+    assert commands(cli.build_parser("--help")) == commands(cli.build_parser())
+    for name, (module, _) in cli._COMMANDS.items():
+        assert name in cli.build_parser(name)._subparsers._group_actions[0].choices, (name, module)

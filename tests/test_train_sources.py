@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cifarnets.cli as cli
-from cifarnets.data import DataBundle
+from cifarnets.data import from_arrays
 from cifarnets.errors import ConfigError
 from cifarnets.train import TrainConfig, fit, resume
 
@@ -50,7 +50,7 @@ def test_an_image_folder_trains_evaluates_and_resumes_by_name(tmp_path, capsys):
 def test_images_in_memory_train_and_must_be_passed_again_to_resume(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8), np.arange(40) % 4
-    bundle = DataBundle.from_arrays(train=(x[:30], y[:30]), test=(x[30:], y[30:]))
+    bundle = from_arrays(train=(x[:30], y[:30]), test=(x[30:], y[30:]))
     config = TrainConfig(epochs=2, batch_size=10, quiet=True, device="cpu", out_dir=str(tmp_path / "run"))
 
     def stop(record, history):

@@ -14,7 +14,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "export", help="write a run's best checkpoint as a timm / Hugging Face Hub model folder",
         description="Write the best checkpoint of a run folder with timm's save_for_hf: config.json (architecture "
                     "and create() keywords), model.safetensors, a README.md model card and the curves picture. "
-                    "Load it with timm.create_model('local-dir:DIR') or cifarnets.create('local-dir:DIR').")
+                    "Load it with timm.create_model('local-dir:DIR', pretrained=True) or "
+                    "cifarnets.create('local-dir:DIR').")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cifarnets train`")
     p.add_argument("--out", metavar="DIR", help="the model folder to write (new or empty)")
     p.add_argument("--push-to-hub", metavar="REPO", default=None,
@@ -31,7 +32,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.out:
         out = export_run(args.run_dir, args.out)
         print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
-        print(f"load it with timm.create_model('local-dir:{out}') after `import cifarnets`")
+        print(f"load it with: import cifarnets, timm; model = timm.create_model({'local-dir:' + str(out)!r}, "
+              f"pretrained=True)")
     if args.push_to_hub:
         url = push_run(args.run_dir, args.push_to_hub, private=args.private)
         print(f"pushed to {url}")

@@ -239,7 +239,7 @@ def _eval(args: argparse.Namespace) -> int:
     if not name:
         raise UsageError(f"{args.checkpoint} does not say which data set it was trained on; pass --dataset")
     if meta.get("dataset") == "arrays" and not args.dataset:
-        raise UsageError(f"{args.checkpoint} was trained on images handed over in memory (DataBundle.from_arrays); "
+        raise UsageError(f"{args.checkpoint} was trained on images handed over in memory (from_arrays); "
                          "evaluate it from Python with cifarnets.train.evaluate(), or pass --dataset")
     same = DataSource.from_dict(stored).name == DataSource(name).name if stored else False
     load_args = {**stored} if same else {"name": name}

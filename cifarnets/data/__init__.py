@@ -4,7 +4,7 @@ The five reports train on CIFAR-10 (the ResNet-18 and AlexNet/VGG reports) and C
 random-crop + flip augmentation, per-channel normalisation and, for some, a held-out
 validation split. This package loads those data sets (plus Fashion-MNIST, available offline, MNIST, KMNIST,
 SVHN, any ImageFolder tree as ``"folder:PATH"``, images already in memory with
-`DataBundle.from_arrays`, and an in-memory SYNTHETIC set for runs without any download) as
+`from_arrays`, and an in-memory SYNTHETIC set for runs without any download) as
 uint8 tensors, and serves them with `DeviceLoader`, which augments whole batches on the
 training device. `DataSource` describes where a data set comes from and how it is loaded; a
 run records it so that it can load the same images again.
@@ -21,6 +21,7 @@ For the real thing: ``load_dataset("cifar10", split="40000:10000", norm="cifar10
 download=True)`` (the ResNet-18 report) or ``load_dataset("cifar100", split="47500:2500")`` (the coursework reports).
 """
 
+from .arrays import from_arrays
 from .augment import crop_flip, normalize, random_crop_flip, sample_crop_flip
 from .containers import DataBundle, ImageSet
 from .datasets import (
@@ -48,6 +49,7 @@ from .synthetic import SYNTHETIC_CLASSES, make_synthetic_images, make_synthetic_
 
 __all__ = [
     "ARRAYS",
+    "from_arrays",
     "derive_seed",
     "make_generator",
     "DATASETS",

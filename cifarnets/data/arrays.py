@@ -1,4 +1,4 @@
-"""Images handed over in memory as a `DataBundle` (`DataBundle.from_arrays`).
+"""Images handed over in memory as a `DataBundle` (`from_arrays`).
 
 Numpy arrays or torch tensors, (N, C, H, W) or (N, H, W, C) (or (N, H, W) for grayscale),
 uint8 pixels or floats in [0, 1]; labels are N integers. The images are kept as uint8 on the
@@ -8,7 +8,7 @@ reloaded from a run's record: its `source` says so, and a resumed run must be ha
 Example:
     >>> import numpy as np
     >>> x = np.zeros((20, 32, 32, 3), dtype=np.uint8); y = np.arange(20) % 2
-    >>> b = bundle_from_arrays(train=(x, y), test=(x[:4], y[:4]), norm="none")
+    >>> b = from_arrays(train=(x, y), test=(x[:4], y[:4]), norm="none")
     >>> tuple(b.train.images.shape), b.classes, b.source.name
     ((20, 3, 32, 32), ('0', '1'), 'arrays')
 """
@@ -25,7 +25,7 @@ from .containers import DataBundle, ImageSet
 from .normalization import NormSpec, resolve_normalization
 from .source import ARRAYS, DataSource
 
-__all__ = ["bundle_from_arrays"]
+__all__ = ["from_arrays"]
 
 
 def _tensor(x: Any, what: str) -> torch.Tensor:
@@ -87,7 +87,7 @@ def _split(pair: Any, what: str) -> ImageSet:
     return ImageSet(images, _labels(pair[1], images.shape[0], f"{what} labels"))
 
 
-def bundle_from_arrays(
+def from_arrays(
     train: tuple[Any, Any],
     test: tuple[Any, Any],
     val: Optional[tuple[Any, Any]] = None,
@@ -95,7 +95,7 @@ def bundle_from_arrays(
     name: str = "arrays",
     norm: NormSpec = None,
 ) -> DataBundle:
-    """A `DataBundle` of in-memory images; see `DataBundle.from_arrays`."""
+    """A `DataBundle` of in-memory images; see `from_arrays`."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigTypeError(f"name must be a non-empty string; got {name!r}")
     source = DataSource(ARRAYS, split="none", norm=norm, fit="none")  # checks `norm` like any source's

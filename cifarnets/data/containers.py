@@ -9,15 +9,11 @@ uint8 tensor instead of a `torch.utils.data.Dataset` of PIL images: that is what
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
 from .errors import DataArgumentError, DataTypeError
-
-if TYPE_CHECKING:  # only for the annotation: source.py builds DataBundles
-    from .normalization import NormSpec
-    from .source import DataSource
 
 __all__ = ["ImageSet", "DataBundle"]
 
@@ -124,7 +120,7 @@ class DataBundle:
     split: Optional[tuple[int, int]] = None
     split_seed: Optional[int] = None
     norm_name: Optional[str] = field(default=None)
-    source: Optional["DataSource"] = field(default=None)
+    source: Optional[Any] = field(default=None)  # a DataSource (source.py builds bundles, so not imported here)
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
@@ -142,37 +138,6 @@ class DataBundle:
             f"DataBundle({self.name!r}{synthetic}, train={len(self.train)}, val={val}, test={len(self.test)}, "
             f"num_classes={self.num_classes}, in_chans={self.in_chans}, norm={self.norm_name or (self.mean, self.std)})"
         )
-
-    @classmethod
-    def from_arrays(
-        cls,
-        train: tuple[Any, Any],
-        test: tuple[Any, Any],
-        val: Optional[tuple[Any, Any]] = None,
-        classes: Optional[Sequence[str]] = None,
-        name: str = "arrays",
-        norm: "NormSpec" = None,
-    ) -> "DataBundle":
-        """A bundle of images held in memory: each split an ``(images, labels)`` pair.
-
-        Images are numpy arrays or tensors, (N, C, H, W) or (N, H, W, C) (or (N, H, W)),
-        uint8 or floats in [0, 1], 1 or 3 channels, the same (C, H, W) in every split; labels
-        N class indices. `classes` defaults to ``"0"``, ``"1"``, ...; `norm` to "auto" (the
-        train images' own statistics; a preset name, "none" or (mean, std) as for `load_dataset`).
-        Its `source` is ``DataSource("arrays")``, which cannot reload it: to resume a run on
-        it, pass it again (``fit(model, data=bundle, resume=True)``,
-        ``cifarnets.train.resume(folder, data=bundle)``).
-
-        Example:
-            >>> import torch
-            >>> x, y = torch.rand(20, 3, 32, 32), torch.arange(20) % 4
-            >>> b = DataBundle.from_arrays(train=(x, y), test=(x[:8], y[:8]), name="mine")
-            >>> b.name, b.num_classes, b.norm_name, b.train.images.dtype
-            ('mine', 4, 'auto', torch.uint8)
-        """
-        from .arrays import bundle_from_arrays  # arrays.py builds on this module; imported when used
-
-        return bundle_from_arrays(train=train, test=test, val=val, classes=classes, name=name, norm=norm)
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-ARRAYS = "arrays"  # the name of a source whose images were handed over in memory (DataBundle.from_arrays)
+ARRAYS = "arrays"  # the name of a source whose images were handed over in memory (from_arrays)
 
 
 def _type_error(field: str, expected: str, value: Any) -> ConfigTypeError:
@@ -235,7 +235,7 @@ class DataSource:
         key = self.name
         if key == ARRAYS:
             raise DataError(
-                "this data set was handed over in memory (DataBundle.from_arrays) and cannot be reloaded from its "
+                "this data set was handed over in memory (from_arrays) and cannot be reloaded from its "
                 "record; pass it again: fit(model, data=bundle, resume=True) or "
                 "cifarnets.train.resume(folder, data=bundle)")
         what = display_name(key)

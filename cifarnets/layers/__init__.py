@@ -2,6 +2,7 @@
 
 from .activations import ActLayer, act_layer_name, get_act_layer, list_act_layers
 from .checks import check_input
+from .drop import DropPath, drop_path
 from .errors import (
     AlreadyRegisteredError,
     ArgumentTypeError,
@@ -30,7 +31,7 @@ __all__ = [
     "UnknownNameError",
     "NORMALIZATION", "POOL_TYPES", "Normalization", "act_layer_name", "detached_batch_norm", "get_normalization",
     "norm_layer_name", "ActLayer", "ClassifierHead", "DetachedBatchNorm2d", "INIT_SCHEMES", "NormLayer", "SHORTCUTS",
-    "ZeroPadShortcut",
+    "ZeroPadShortcut", "DropPath", "drop_path",
     "check_input", "create_norm", "create_shortcut", "get_act_layer", "get_norm_layer", "init_weights",
     "list_act_layers", "list_norm_layers", "register_norm_layer",
 ]

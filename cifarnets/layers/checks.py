@@ -28,6 +28,7 @@ def check_input(
     model_name: str,
     reduction: int = 1,
     feature_size: Optional[tuple[int, int]] = None,
+    dtype: Optional[torch.dtype] = None,
 ) -> torch.Tensor:
     """Return `x` unchanged if a model can take it, else raise an error that says why: an
     `InputTypeError` (a ``TypeError``) for a non-floating dtype, an `InputError` (a ``ValueError``)
@@ -41,6 +42,10 @@ def check_input(
         feature_size: for a fixed classifier head, the (h, w) feature map the head was built
             for: ``H // reduction`` must equal it, so the message names the input size
             ``feature_size * reduction``.
+        dtype: the model's weight dtype: a floating batch of another dtype (float64 into a
+            float32 model) is an `InputTypeError` saying how to convert, instead of torch's
+            "expected scalar type Double" deep in the first layer. ``None`` skips the check
+            (under autocast, where mixed dtypes are the point).
 
     Example:
         >>> check_input(torch.zeros(2, 3, 32, 32), 3, "vgg16", 32, (1, 1)).shape
@@ -54,6 +59,11 @@ def check_input(
         hint = (" (uint8 images: convert with x.float() / 255 and normalise with the model's "
                 "pretrained_cfg['mean'] and ['std'])") if x.dtype == torch.uint8 else ": convert it with x.float()"
         raise InputTypeError(f"{model_name} expects a floating-point batch, got dtype {x.dtype}{hint}")
+    if dtype is not None and x.dtype != dtype:
+        raise InputTypeError(
+            f"{model_name} has {dtype} weights but got a {x.dtype} batch: convert the batch with x.to({dtype}) "
+            f"(e.g. x.float()), or the model with model.to({x.dtype})"
+        )
     if x.dim() != 4:
         raise InputError(
             f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "

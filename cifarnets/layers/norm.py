@@ -13,7 +13,6 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import get_norm_layer as _timm_get_norm_layer
 
 from .errors import AlreadyRegisteredError, ArgumentTypeError, InvalidValueError, UnknownNameError
 
@@ -250,8 +249,10 @@ def get_norm_layer(norm_layer: NormLayer) -> Optional[Callable[[int], nn.Module]
     key = norm_layer.lower().replace("-", "_")
     if key in _NORM_LAYERS:
         return _NORM_LAYERS[key]
+    from timm.layers import get_norm_layer as timm_get_norm_layer  # timm's other norms, only when named
+
     try:
-        return _timm_get_norm_layer(key)
+        return timm_get_norm_layer(key)
     except (AssertionError, ValueError, KeyError, TypeError) as err:
         raise UnknownNameError(
             f"unknown norm_layer {norm_layer!r}; use one of {list_norm_layers()}, a timm 2-D norm "

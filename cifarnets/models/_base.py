@@ -17,8 +17,6 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 import torch.fx
 import torch.nn as nn
-from timm.models import checkpoint_seq
-from timm.models._features import feature_take_indices  # timm models import it from here too
 
 from ..layers import ClassifierHead, InvalidValueError, check_input
 
@@ -119,6 +117,8 @@ class CifarNet(nn.Module):
     # ------------------------------------------------------------ construction helpers
 
     __jit_unused_properties__ = ["depth"]
+    # The sequence of modules that gradient checkpointing runs segment by segment.
+    checkpointed_trunk = "stages"
 
     @classmethod
     def feature_levels(cls, arch: Any) -> int:
@@ -147,14 +147,38 @@ class CifarNet(nn.Module):
     def check(self, x: torch.Tensor) -> torch.Tensor:
         """`x`, or a clear error if the model cannot take it (shape, channels, dtype)."""
         fixed = self.feature_size if self.head.pool_type == "flatten" else None
-        return check_input(x, self.in_chans, self.model_name, self.reduction, fixed)
+        dtype: Optional[torch.dtype] = None
+        if not torch.jit.is_scripting():
+            dtype = self.weight_dtype(x)
+        return check_input(x, self.in_chans, self.model_name, self.reduction, fixed, dtype)
+
+    @torch.jit.unused
+    def weight_dtype(self, x: torch.Tensor) -> Optional[torch.dtype]:
+        """The dtype a batch must have (the weights'), or None where any floating dtype is fine (autocast)."""
+        if isinstance(x, torch.fx.Proxy) or x.device.type == "meta":
+            return None
+        try:
+            if torch.is_autocast_enabled(x.device.type):
+                return None
+        except RuntimeError:  # a device type autocast does not know
+            return None
+        for param in self.parameters():
+            return param.dtype
+        return None
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk without the input check: stem, then stages."""
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages, x)
+            return self.forward_checkpointed(x)
         return self.stages(x)
+
+    @torch.jit.unused
+    def forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        """`checkpointed_trunk` through timm's ``checkpoint_seq`` (activations recomputed in backward)."""
+        from timm.models import checkpoint_seq  # timm only once checkpointing is switched on
+
+        return checkpoint_seq(getattr(self, self.checkpointed_trunk), x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled feature maps of the last level, ``(N, num_features, H/r, W/r)``."""
@@ -204,6 +228,8 @@ class CifarNet(nn.Module):
         """
         if output_fmt != "NCHW":
             raise InvalidValueError(f"output_fmt={output_fmt!r}: the zoo nets give NCHW feature maps only")
+        from timm.models._features import feature_take_indices  # timm's own models import it from here
+
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         x = self.check(x)
         modules = self.level_modules()
@@ -222,6 +248,8 @@ class CifarNet(nn.Module):
         self, indices: Union[int, list[int]] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Remove the levels after the last of `indices` (and the head); returns the kept indices."""
+        from timm.models._features import feature_take_indices
+
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         self.prune_levels(max_index + 1)
         self.feature_info = self.feature_info[: max_index + 1]

@@ -2,9 +2,12 @@
 
 A registry is a few dicts and a decorator (as in timm's ``_registry.py``). Model files
 decorate their entry points with `register_model`; the metadata for an entry point comes
-from the ``default_cfgs`` dict of its module, keyed by the entry point's name. The public
-API on top of this (`create`, `list_models`, `model_info`) lives in `cifarnets.registry`,
-one layer up; the timm names are registered by `cifarnets.models._timm`.
+from the ``default_cfgs`` dict of its module, keyed by the entry point's name, and a zoo
+family names the class and layout that build it (``register_model(model_cls=..., arch=...)``).
+Turning a name into a model is `cifarnets.models._factory.create_model`, the one function
+every path goes through; the public API (`create`, `list_models`, `model_info`) is in
+`cifarnets.registry`; the timm names are registered by `cifarnets.models._timm` once timm
+is imported. This module imports neither timm nor any of them.
 """
 
 from __future__ import annotations
@@ -12,17 +15,18 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union, overload
 
 import torch.nn as nn
 
 from ..errors import ConfigTypeError, ModelError, ModelNotFoundError, NoWeightsError
 from ..layers.errors import AlreadyRegisteredError
-from ..layers.presets import get_normalization
+from ..layers.presets import CLASS_NAMES, get_normalization
 
 __all__ = [
-    "ModelCfg", "ModelSourceNotFoundError", "NoPretrainedWeightsError", "TIMM_PREFIX", "UnknownKeywordError",
-    "UnknownModelError", "add_registration_hook", "entrypoints", "model_cfgs", "register_model",
+    "ModelBuild", "ModelCfg", "ModelSourceNotFoundError", "NoPretrainedWeightsError", "TIMM_PREFIX",
+    "UnknownKeywordError", "UnknownModelError", "adapt_cfg_channels", "add_registration_hook", "entrypoints",
+    "model_builds", "model_cfgs", "register_model",
 ]
 
 # The zoo's names in timm's registry: ``timm.create_model("cifarnets_vgg38")``. The prefix
@@ -103,15 +107,91 @@ class ModelCfg:
         """A copy with `changes` applied."""
         return dataclasses.replace(self, **changes)
 
+    def pretrained_cfg(self, name: str, in_chans: Optional[int] = None) -> dict[str, Any]:
+        """timm's ``pretrained_cfg`` dict of the registered model `name`, made without timm.
+
+        The keys and values are those of timm's ``PretrainedCfg(...).to_dict()`` (unset keys
+        left out), so a model built without importing timm carries the same cfg as one timm
+        builds; a test checks the two agree. No weight source (``url``, ``file``,
+        ``hf_hub_id``) is set: pass one with ``pretrained_cfg_overlay=dict(file=...)``.
+        `in_chans` other than the published channels adapts it (`adapt_cfg_channels`).
+        """
+        labels = CLASS_NAMES.get(self.dataset)
+        cfg: dict[str, Any] = {
+            "architecture": TIMM_PREFIX + name,
+            "custom_load": False,
+            "input_size": self.input_size,
+            "min_input_size": self.fixed_input_size and self.input_size or self.min_input_size,
+            "fixed_input_size": self.fixed_input_size,
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+            "crop_mode": "center",
+            "mean": self.mean,
+            "std": self.std,
+            "num_classes": self.num_classes,
+            "label_names": labels if labels is not None and len(labels) == self.num_classes else None,
+            "pool_size": self.pool_size,
+            "first_conv": self.first_conv,
+            "classifier": self.classifier,
+            "description": f"{self.summary} ({self.source}); {self.dataset}, normalisation preset {self.norm!r}"
+            if self.summary else self.source,
+            "paper_name": self.paper_name,
+            "paper_ids": self.paper_ids,
+            "notes": (self.notes,) if self.notes else None,
+        }
+        cfg = {k: v for k, v in cfg.items() if v is not None}
+        return adapt_cfg_channels(cfg, in_chans) if in_chans is not None else cfg
+
+
+def adapt_cfg_channels(cfg: dict[str, Any], in_chans: int) -> dict[str, Any]:
+    """`cfg` (a timm ``pretrained_cfg`` dict, changed in place and returned) for `in_chans` input channels.
+
+    The published statistics are per RGB channel; for another channel count the cfg gets
+    their average for every channel, as timm's data config does, so ``resolve_data_config``
+    and `evaluate` work on greyscale or 4-channel models. This is the one place that does it.
+
+    Example:
+        >>> adapt_cfg_channels({"input_size": (3, 32, 32), "mean": (0.2, 0.4, 0.6), "std": (1, 1, 1)}, 1)["mean"]
+        (0.4000000000000001,)
+    """
+    if not cfg.get("input_size") or cfg["input_size"][0] == in_chans:
+        return cfg
+    cfg["input_size"] = (in_chans, *cfg["input_size"][1:])
+    if cfg.get("min_input_size"):
+        cfg["min_input_size"] = (in_chans, *cfg["min_input_size"][1:])
+    for key in ("mean", "std"):
+        values = tuple(cfg.get(key) or ())
+        if values and len(values) != in_chans:
+            cfg[key] = (sum(values) / len(values),) * in_chans
+    return cfg
+
+
+class ModelBuild(NamedTuple):
+    """How a zoo family builds a registered name: its class and the layout passed first."""
+
+    model_cls: type
+    arch: Any
+
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _CFGS: dict[str, ModelCfg] = {}
+_BUILDS: dict[str, ModelBuild] = {}
 _REGISTRATION_HOOKS: list[Callable[[str, Callable[..., nn.Module], ModelCfg], None]] = []
 
 _Fn = TypeVar("_Fn", bound=Callable[..., nn.Module])
 
 
-def register_model(fn: _Fn) -> _Fn:
+@overload
+def register_model(fn: _Fn) -> _Fn: ...
+
+
+@overload
+def register_model(*, model_cls: type, arch: Any = None) -> Callable[[_Fn], _Fn]: ...
+
+
+def register_model(
+    fn: Optional[_Fn] = None, *, model_cls: Optional[type] = None, arch: Any = None
+) -> Union[_Fn, Callable[[_Fn], _Fn]]:
     """Register a model entry point under its function name.
 
     The entry point takes ``pretrained`` and keyword arguments and returns the model. Its
@@ -127,7 +207,25 @@ def register_model(fn: _Fn) -> _Fn:
         ...     return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * 32 * 32, num_classes))
         >>> cifarnets.is_model("tiny_mlp")
         True
+
+    The zoo's families register with ``@register_model(model_cls=CourseworkVGG, arch=...)``:
+    `cifarnets.create` then builds ``model_cls(arch, **keywords)`` itself, checking every
+    keyword against the class's annotations.
     """
+    if fn is None:
+        if model_cls is None:
+            raise ConfigTypeError("register_model() takes the entry-point function, or model_cls= for a zoo family")
+
+        def decorate(entry: _Fn) -> _Fn:
+            _register(entry, ModelBuild(model_cls, arch))
+            return entry
+
+        return decorate
+    _register(fn, None)
+    return fn
+
+
+def _register(fn: Callable[..., nn.Module], build: Optional[ModelBuild]) -> None:
     name = fn.__name__
     if name in _ENTRYPOINTS:
         raise AlreadyRegisteredError(
@@ -139,9 +237,10 @@ def register_model(fn: _Fn) -> _Fn:
                                             classifier=None)
     _ENTRYPOINTS[name] = fn
     _CFGS[name] = cfg
+    if build is not None:
+        _BUILDS[name] = build
     for hook in _REGISTRATION_HOOKS:
         hook(name, fn, cfg)
-    return fn
 
 
 def add_registration_hook(hook: Callable[[str, Callable[..., nn.Module], ModelCfg], None]) -> None:
@@ -162,3 +261,8 @@ def entrypoints() -> dict[str, Callable[..., nn.Module]]:
 def model_cfgs() -> dict[str, ModelCfg]:
     """The registered `ModelCfg` by name."""
     return _CFGS
+
+
+def model_builds() -> dict[str, ModelBuild]:
+    """The class and layout of each zoo model, by name (user models have none)."""
+    return _BUILDS

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._builder import build_model
+from ._factory import create_model
 from ._registry import ModelCfg, register_model
 from .vgg import SEED004_TITLE, VGG, VGGConfig
 
@@ -45,8 +45,7 @@ default_cfgs = {
 }
 
 
-@register_model
+@register_model(model_cls=AlexNetCifar, arch=ALEXNET_CIFAR)
 def alexnet_cifar(pretrained: bool = False, **kwargs: Any) -> AlexNetCifar:
     """AlexNet for CIFAR-10 (the AlexNet/VGG report §2.1): 23,238,474 parameters."""
-    cfg = default_cfgs["alexnet_cifar"]
-    return build_model(AlexNetCifar, ALEXNET_CIFAR, "alexnet_cifar", cfg, pretrained, **kwargs)
+    return create_model("alexnet_cifar", pretrained, **kwargs)

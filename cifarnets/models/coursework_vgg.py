@@ -33,11 +33,11 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath
 
 from ..layers import (
     SHORTCUTS,
     ActLayer,
+    DropPath,
     InvalidValueError,
     NormLayer,
     UnknownNameError,
@@ -48,7 +48,7 @@ from ..layers import (
     init_weights,
 )
 from ._base import CifarNet, check_count, check_rate, conv_norm_act_stem, with_bn_args
-from ._builder import build_model
+from ._factory import create_model
 from ._registry import ModelCfg, register_model
 
 __all__ = ["CourseworkVGG", "CourseworkVGGConfig", "ProcessingBlock", "ReductionBlock"]
@@ -260,10 +260,6 @@ class CourseworkVGG(CifarNet):
         return self.arch.depth
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
-    return build_model(CourseworkVGG, _ARCHS[variant], variant, default_cfgs[variant], pretrained, **kwargs)
-
-
 _ARCHS = {
     "vgg08": CourseworkVGGConfig(stages=3, blocks=0),
     "vgg38": CourseworkVGGConfig(stages=3, blocks=5),
@@ -331,31 +327,31 @@ default_cfgs = {
 }
 
 
-@register_model
+@register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg08"])
 def vgg08(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
     """VGG08 (the coursework reports): 3 x 0, plain; 59,716 parameters at 100 classes."""
-    return _create("vgg08", pretrained, **kwargs)
+    return create_model("vgg08", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg38"])
 def vgg38(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
     """VGG38 (the coursework reports): 3 x 5, plain; 336,196 parameters (338,500 with ``bn=True``)."""
-    return _create("vgg38", pretrained, **kwargs)
+    return create_model("vgg38", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg68"])
 def vgg68(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
     """VGG68 (the deeper-VGG report §5.4): 3 x 10, BN+RC, pooled shortcut; 616,900 parameters."""
-    return _create("vgg68", pretrained, **kwargs)
+    return create_model("vgg68", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg72"])
 def vgg72(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
     """VGG72 (the deeper-VGG report §5.4): 5 x 6, BN+RC, pooled shortcut; 654,148 parameters."""
-    return _create("vgg72", pretrained, **kwargs)
+    return create_model("vgg72", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg106"])
 def vgg106(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
     """"VGG106" (the deeper-VGG report §5.4): 5 x 12, BN+RC, pooled shortcut; 1,210,948 parameters (132 layers)."""
-    return _create("vgg106", pretrained, **kwargs)
+    return create_model("vgg106", pretrained, **kwargs)

@@ -22,10 +22,10 @@ from typing import Any, Callable, Optional, cast
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath
 
 from ..layers import (
     ActLayer,
+    DropPath,
     InvalidValueError,
     NormLayer,
     UnknownNameError,
@@ -36,7 +36,7 @@ from ..layers import (
     init_weights,
 )
 from ._base import CifarNet, check_rate, conv_norm_act_stem, with_bn_args
-from ._builder import build_model
+from ._factory import create_model
 from ._registry import ModelCfg, register_model
 
 __all__ = ["BasicBlock", "CifarResNet", "ResNetConfig"]
@@ -191,10 +191,6 @@ class CifarResNet(CifarNet):
         return self.arch.depth
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:
-    return build_model(CifarResNet, _ARCHS[variant], variant, default_cfgs[variant], pretrained, **kwargs)
-
-
 def _he2016(n: int) -> ResNetConfig:
     return ResNetConfig(stem_width=16, widths=(16, 32, 64), blocks=(n, n, n), strides=(1, 2, 2))
 
@@ -240,37 +236,37 @@ default_cfgs = {
 }
 
 
-@register_model
+@register_model(model_cls=CifarResNet, arch=_ARCHS["resnet18"])
 def resnet18(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-18 for CIFAR (the ResNet-18 report): 11,173,962 parameters at 10 classes."""
-    return _create("resnet18", pretrained, **kwargs)
+    return create_model("resnet18", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CifarResNet, arch=_ARCHS["resnet20"])
 def resnet20(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-20 (He et al. 2016, n=3, option A): 269,722 parameters."""
-    return _create("resnet20", pretrained, **kwargs)
+    return create_model("resnet20", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CifarResNet, arch=_ARCHS["resnet32"])
 def resnet32(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-32 (He et al. 2016, n=5, option A): 464,154 parameters."""
-    return _create("resnet32", pretrained, **kwargs)
+    return create_model("resnet32", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CifarResNet, arch=_ARCHS["resnet44"])
 def resnet44(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-44 (He et al. 2016, n=7, option A): 658,586 parameters."""
-    return _create("resnet44", pretrained, **kwargs)
+    return create_model("resnet44", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CifarResNet, arch=_ARCHS["resnet56"])
 def resnet56(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-56 (He et al. 2016, n=9, option A): 853,018 parameters."""
-    return _create("resnet56", pretrained, **kwargs)
+    return create_model("resnet56", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=CifarResNet, arch=_ARCHS["resnet110"])
 def resnet110(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-110 (He et al. 2016, n=18, option A): 1,727,962 parameters."""
-    return _create("resnet110", pretrained, **kwargs)
+    return create_model("resnet110", pretrained, **kwargs)

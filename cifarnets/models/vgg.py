@@ -28,11 +28,10 @@ from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
-from timm.models import checkpoint_seq
 
 from ..layers import ActLayer, InvalidValueError, NormLayer, get_act_layer, get_norm_layer, init_weights
 from ._base import CifarNet, check_rate, with_bn_args
-from ._builder import build_model
+from ._factory import create_model
 from ._registry import ModelCfg, register_model
 
 __all__ = ["VGG", "VGGConfig"]
@@ -164,9 +163,11 @@ class VGG(CifarNet):
     def feature_levels(cls, arch: VGGConfig) -> int:
         return max(arch.pools, 1)  # one per max-pool
 
+    checkpointed_trunk = "features"
+
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.features, x)
+            return self.forward_checkpointed(x)
         return self.features(x)
 
     def _level_ends(self) -> list[int]:
@@ -188,10 +189,6 @@ class VGG(CifarNet):
         block = r"^features\.(?:conv|norm)(\d+)"
         fine = [(block + r"_(\d+)\.", None), (block + r"\.", None)]
         return dict(stem=r"^features\.(?:conv|norm)1(?:_1)?\.", blocks=block if coarse else fine)
-
-
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> VGG:
-    return build_model(VGG, _ARCHS[variant], variant, default_cfgs[variant], pretrained, **kwargs)
 
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -236,19 +233,19 @@ default_cfgs = {
 }
 
 
-@register_model
+@register_model(model_cls=VGG, arch=_ARCHS["vgg16"])
 def vgg16(pretrained: bool = False, **kwargs: Any) -> VGG:
     """VGG-16 for CIFAR-10 (the AlexNet/VGG report §2.2): 33,638,218 parameters."""
-    return _create("vgg16", pretrained, **kwargs)
+    return create_model("vgg16", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=VGG, arch=_ARCHS["vgg16_bn"])
 def vgg16_bn(pretrained: bool = False, **kwargs: Any) -> VGG:
     """VGG-16 with batch norm (the AlexNet/VGG report §2.3): 33,646,666 parameters."""
-    return _create("vgg16_bn", pretrained, **kwargs)
+    return create_model("vgg16_bn", pretrained, **kwargs)
 
 
-@register_model
+@register_model(model_cls=VGG, arch=_ARCHS["vgg8_classic"])
 def vgg8_classic(pretrained: bool = False, **kwargs: Any) -> VGG:
     """The AlexNet/VGG report's VGG-8 (§2.4): 13,119,050 parameters; not the coursework ``vgg08``."""
-    return _create("vgg8_classic", pretrained, **kwargs)
+    return create_model("vgg8_classic", pretrained, **kwargs)

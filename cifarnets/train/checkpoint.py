@@ -102,32 +102,20 @@ def _metadata_header(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 
 def weights_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> bytes:
-    """A ``.safetensors`` file's bytes: `state` and `metadata` (JSON under the header's "cifarnets" key)."""
+    """A ``.safetensors`` file's bytes: `state` and `metadata` (JSON under the header's "cifarnets" key),
+    and the tensors' checksum (`cifarnets._utils.tensor_digest`, under ``DIGEST_KEY``) that loading verifies."""
     from safetensors.torch import save
 
     return save(dict(state), metadata={**_metadata_header(metadata), DIGEST_KEY: tensor_digest(state)})
 
 
 def load_verified_weights(path: PathLike, device: Union[str, torch.device] = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of a ``.safetensors`` file, checked against the checksum cifarnets stored in it (if any).
-
-    A file written by `weights_bytes` carries the SHA-256 of its tensors (`DIGEST_KEY`); a
-    flipped bit, a truncated file or an edited tensor is named as damage.
-    """
-    from safetensors import safe_open
+    """The tensors of a ``.safetensors`` file, checked against the checksum cifarnets stored in it (if any):
+    a flipped bit, a truncated file or an edited tensor is named as damage (`CheckpointError`)."""
+    from ..models._weights import read_safetensors
 
     _check_readable(Path(path))
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            stored = (f.metadata() or {}).get(DIGEST_KEY)
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for a truncated or garbled file
-        raise CheckpointError(f"{path} is damaged or not a .safetensors file ({err}); was it written completely? "
-                              "Restore it from a backup") from err
-    if stored is not None and stored != tensor_digest(tensors):
-        raise CheckpointError(f"{path} is damaged: its checksum does not match its tensors (a disk or copy error, or "
-                              "an edit); restore it from a backup, or retrain")
-    return tensors
+    return {k: v.to(device) for k, v in read_safetensors(path).items()}
 
 
 def save_weights(path: PathLike, model_or_state: Union[nn.Module, Mapping[str, torch.Tensor]],

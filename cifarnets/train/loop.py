@@ -544,7 +544,7 @@ def fit(
         raise ConfigTypeError(
             f"fit() takes a DataBundle; got {type(data).__name__}. Load one by name with cifarnets.data.load_dataset("
             "'cifar10' / 'mnist' / 'folder:PATH' for an ImageFolder tree, ...), or wrap images in memory with "
-            "cifarnets.data.DataBundle.from_arrays(train=(x, y), test=(x, y))")
+            "cifarnets.data.from_arrays(train=(x, y), test=(x, y))")
     if data.is_synthetic:
         logger.info("training on the SYNTHETIC data set: its numbers say nothing about CIFAR")
     config = _resolve_threads(config, resume)

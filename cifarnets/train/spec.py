@@ -168,13 +168,15 @@ class RunSpec:
             if option is None:
                 problems.append(f"unknown key {key!r}{closest_option(key)}")
                 continue
-            try:
-                value = option.check(value)
-            except ConfigError as err:
-                problems.append(str(err))
-                continue
+            if option.part != "model":  # model keywords are checked by the model's own table (_check_model)
+                try:
+                    value = option.check(value)
+                except ConfigError as err:
+                    problems.append(str(err))
+                    continue
             if option.part == "model":
-                model_kw[option.target] = None if option.target == "norm_layer" and value.lower() == "none" else value
+                none = option.target == "norm_layer" and isinstance(value, str) and value.lower() == "none"
+                model_kw[option.target] = None if none else value
             elif option.part == "data":
                 data_kw[option.target] = value
             else:
@@ -208,8 +210,9 @@ class RunSpec:
 
 
 def _check_model(model: Any, flags: Mapping[str, Any]) -> list[str]:
-    """The problems of a model name and its keywords (unknown name: the closest ones; a keyword it does not take)."""
-    from ..registry import is_model, list_models, model_info
+    """The problems of a model name and its keywords: an unknown name (the closest ones), a keyword the
+    model does not take or of the wrong type (`cifarnets.check_model_kwargs`, the models' own table)."""
+    from ..registry import check_model_kwargs, is_model, list_models
 
     if not isinstance(model, str) or not model:
         return ['no model: set model = "NAME" (see `cifarnets list`)']
@@ -217,7 +220,15 @@ def _check_model(model: Any, flags: Mapping[str, Any]) -> list[str]:
         close = difflib.get_close_matches(model, list_models(), n=3)
         return [f"unknown model {model!r}" + (f" (did you mean {', '.join(close)}?)" if close else "") +
                 " (see `cifarnets list`)"]
-    allowed = set(model_info(model).keywords)
     by_target = {o.target: o.name for o in MODEL_OPTIONS}
-    return [f"{model} takes no {by_target.get(k, k)!r} (its keywords: {', '.join(sorted(allowed))})"
-            for k in flags if k not in allowed]
+    try:
+        check_model_kwargs(model, dict(flags))
+    except ConfigError as err:
+        if "unexpected keyword" in str(err):
+            from ..registry import model_keywords
+
+            allowed = sorted(model_keywords(model))
+            return [f"{model} takes no {by_target.get(k, k)!r} (its keywords: {', '.join(allowed)})"
+                    for k in flags if k not in allowed]
+        return list(err.problems)
+    return []
