@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,21 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="no method 'trunk'"):
         effective_receptive_field(model, torch.randn(1, 3, 32, 32), method="trunk")
 
+
+
+def test_float64_images_and_a_float64_model_give_the_float32_map():
+    torch.manual_seed(0)
+    model = cifarnets.create("vgg08")
+    images = torch.randn(2, 3, 32, 32)
+    base = effective_receptive_field(model, images)
+    for m, x in ((model, images.double()), (copy.deepcopy(model).double(), images)):
+        erf = effective_receptive_field(m, x)
+        assert erf.rf == base.rf == 52
+        assert np.allclose(erf.map, base.map, rtol=1e-4, atol=1e-9)
+
+
+def test_integer_images_are_refused_with_the_conversion():
+    from cifarnets.errors import ConfigTypeError
+
+    with pytest.raises(ConfigTypeError, match=r"floating-point batch, got dtype torch.uint8.*images.float\(\) / 255"):
+        effective_receptive_field(cifarnets.create("vgg08"), torch.zeros(1, 3, 32, 32, dtype=torch.uint8))

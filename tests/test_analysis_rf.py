@@ -4,8 +4,10 @@ Three kinds of evidence:
 * published values, corrected where the AlexNet/VGG report errs (its §4; docs/references.md),
   on reference nets written here and on the zoo's own models;
 * an independent measurement, the support of an input gradient in a linear, positive copy
-  of each net, for every registered model and for random conv/pool stacks (hypothesis);
-* the geometry of every op the tracer claims to handle, each on a tiny net.
+  of each net (tests/rf_gradient_check.py), for every registered model and for random
+  conv/pool stacks (hypothesis);
+* the geometry of every op the tracer claims to handle, each on a tiny net, and a clear
+  refusal of the ops it does not handle and of inputs no model can take.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from rf_gradient_check import gradient_receptive_field
 
 import cifarnets
 from cifarnets.analysis import (
     ReceptiveFieldAlignmentError,
     ReceptiveFieldError,
     ReceptiveFieldTable,
-    gradient_receptive_field,
     receptive_field,
 )
+from cifarnets.cli import main as cli_main
+from cifarnets.errors import ConfigError
 
 # The recurrence r_l = r_{l-1} + (k_l - 1) j_{l-1} by hand, conv and pool rows in order: AlexNet-CIFAR conv1 ...
 # pool5 (the report prints 3, 6, 10, 14, 22, 30, 38, 46) and VGG-16 conv1_1 ... pool5 (the report: ... 108 ... 236).
@@ -95,7 +99,11 @@ class LambdaLayer(nn.Module):
 
 
 class BasicBlockA(nn.Module):
-    """akamaster's CIFAR BasicBlock with the option-A shortcut (strided slice + channel pad)."""
+    """akamaster's CIFAR BasicBlock with the option-A shortcut (strided subsampling + channel pad).
+
+    akamaster subsamples with the slice ``x[:, :, ::2, ::2]``, which the tracer refuses; a 1x1
+    stride-2 average pool keeps the same pixels.
+    """
 
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
@@ -106,7 +114,7 @@ class BasicBlockA(nn.Module):
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or cin != cout:
             pad = (cout - cin) // 2
-            self.shortcut = LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad), "constant", 0))
+            self.shortcut = LambdaLayer(lambda x: F.pad(F.avg_pool2d(x, 1, 2), (0, 0, 0, 0, pad, pad), "constant", 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -187,7 +195,7 @@ def test_cifar_resnet_option_a_is_28n_minus_3(n):
     assert table[-1].kind == "merge" and table[-1].rf == 28 * n - 3  # the last block's add
     full = receptive_field(CifarResNetA(n, width=4))
     # Row before the global pool (the functional avg_pool2d over the 8x8 map) is the last add.
-    pool = next(i for i, r in enumerate(full) if r.kind == "avgpool")
+    pool = next(i for i, r in enumerate(full) if r.layer == "avg_pool2d")  # not the shortcuts' 1x1 pools
     assert full[pool - 1].rf == 28 * n - 3
     assert full[pool].rf == 28 * n - 3 + 7 * 4 and full[-1].is_global
 
@@ -351,7 +359,7 @@ def _rf(fn, size=(2, 32, 32), **modules):
 
 
 class FunctionalConvs(nn.Module):
-    """Convolutions with parameters of their own (F.conv2d), a crop at the far end, a subtraction."""
+    """Convolutions with parameters of their own (F.conv2d), a subtraction of a pooled path."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -360,13 +368,13 @@ class FunctionalConvs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.w, self.b, padding=1)
-        return F.conv2d(y, self.w, None, stride=2) - y[:, :, 1::2, 1::2][:, :, :-1, :-1]
+        return F.conv2d(y, self.w, None, stride=2) - F.avg_pool2d(y, 3, 2)
 
 
-def test_functional_convs_crops_and_subtraction():
+def test_functional_convs_and_subtraction():
     table = receptive_field(FunctionalConvs(), (2, 32, 32))
-    assert [r.kind for r in table] == ["conv", "conv", "slice", "merge"]
-    assert [r.rf for r in table] == [3, 5, 3, 5] and table[-1].centre == 1 and table[-1].output_size == (15, 15)
+    assert [r.kind for r in table] == ["conv", "conv", "avgpool", "merge"]
+    assert [r.rf for r in table] == [3, 5, 5, 5] and table[-1].centre == 1 and table[-1].output_size == (15, 15)
     for collapse in (True, False):  # the full-width copy keeps the functional weights, made positive
         assert gradient_receptive_field(FunctionalConvs(), (2, 32, 32), collapse_channels=collapse).agrees
 
@@ -386,20 +394,16 @@ def test_dilated_convs_and_gradient_holes():
     assert gradient_receptive_field(net, (1, 32, 32)).agrees
 
 
-def test_functional_pooling_padding_and_slicing():
+def test_functional_pooling():
     def fwd(self, x):
         x = F.max_pool2d(self.c(x), 3, 2, 1)  # k3 s2 p1
-        x = F.avg_pool2d(x, kernel_size=2, ceil_mode=True)  # stride defaults to the kernel
-        x = F.pad(x, (1, 0, 2, 0))  # left 1, top 2: the first unit moves into the padding
-        return x[:, :, 1::2, ::2]
+        return F.avg_pool2d(x, kernel_size=2, ceil_mode=True)  # stride defaults to the kernel
 
     table, net = _rf(fwd, c=nn.Conv2d(2, 2, 3, padding=1))
-    assert [r.kind for r in table] == ["conv", "maxpool", "avgpool", "pad", "slice"]
-    conv, mp, ap, pad, sl = table
+    assert [r.kind for r in table] == ["conv", "maxpool", "avgpool"]
+    conv, mp, ap = table
     assert (mp.rf, mp.jump, mp.start) == (5, 2, (-2, -2))
     assert (ap.rf, ap.jump, ap.output_size) == (7, 4, (8, 8))
-    assert pad.start == (-2 - 2 * 4, -2 - 1 * 4) and pad.rf == 7 and pad.padding == (2, 1)
-    assert sl.start == (-10 + 4, -6) and sl.jump == 8 and sl.output_size == (5, 5)
     g = gradient_receptive_field(net, (2, 32, 32))
     assert g.agrees, g
 
@@ -414,12 +418,11 @@ def test_same_padding_even_kernel_and_reflect_mode():
     assert gradient_receptive_field(net, (1, 16, 16)).agrees
 
 
-def test_asymmetric_zero_pad_module_and_adaptive_pooling():
-    net = nn.Sequential(nn.ZeroPad2d((1, 1, 2, 0)), nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(11),
-                        nn.AdaptiveMaxPool2d((1, 1)))
-    table = receptive_field(net, (1, 22, 22))
-    pad, conv, ada, glob = table
-    assert pad.start == (-2, -1) and pad.rf == 1
+def test_adaptive_pooling():
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(11), nn.AdaptiveMaxPool2d((1, 1)))
+    table = receptive_field(net, (1, 24, 24))
+    conv, ada, glob = table
+    assert conv.start == (0, 0) and conv.rf == 3
     assert (ada.kernel, ada.stride, ada.rf) == (2, 2, 4)  # 22 -> 11
     assert glob.is_global and glob.kernel == 11 and glob.rf == 4 + 10 * 2
     with pytest.raises(ReceptiveFieldError, match="unequal size"):
@@ -450,10 +453,12 @@ def test_misaligned_paths_raise_with_names_and_numbers():
     assert isinstance(e.value, ValueError)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
 def test_misaligned_hull_is_what_the_gradient_spans():
-    # Path a sees [-1, 1], path b (padded 2 after, valid conv) sees [0, 2]: the hull [-1, 2] is
-    # wider than either path.
-    net = Fn(lambda s, x: s.a(x) + s.b(F.pad(x, (0, 2, 0, 2))), a=nn.Conv2d(1, 1, 3, padding=1), b=nn.Conv2d(1, 1, 3))
+    # Path a sees [-1, 1], path b (two 2x2 'same' convs, each padded after the input) sees [0, 2]:
+    # the hull [-1, 2] is wider than either path.
+    b = nn.Sequential(nn.Conv2d(1, 1, 2, padding="same"), nn.Conv2d(1, 1, 2, padding="same"))
+    net = Fn(lambda s, x: s.a(x) + s.b(x), a=nn.Conv2d(1, 1, 3, padding=1), b=b)
     table = receptive_field(net, (1, 16, 16), strict=False)
     assert table.rf == 4 and table[-1].start == (-1, -1) and not table.aligned
     assert "misaligned by 1 px" in table[-1].note
@@ -481,17 +486,15 @@ def test_global_ops_squeeze_excitation_and_mean():
     assert table[-1].is_global and table[-1].rf == 34
 
 
-def test_channel_only_ops_pass_through():
+def test_channel_only_and_elementwise_ops_pass_through():
     def fwd(self, x):
         x = self.c(x)
         x = F.pad(x, (0, 0, 0, 0, 1, 1))  # channels only
-        a, b = x.chunk(2, dim=1)
-        x = torch.cat([b, a], 1).view(x.size(0), 2, 2, x.size(2), x.size(3)).view(x.size(0), 4, x.size(2), x.size(3))
-        x = F.softmax(x, dim=1) + F.dropout(x, 0.1, False)
-        return x[:, :2].contiguous().float()
+        x = torch.sigmoid(x) + F.dropout(x, 0.1, False) * 2.0
+        return F.leaky_relu(x).contiguous().float()
 
     table, net = _rf(fwd, c=nn.Conv2d(2, 2, 3, padding=1))
-    assert [r.kind for r in table] == ["conv", "merge", "merge"] and table.rf == 3
+    assert [r.kind for r in table] == ["conv", "merge"] and table.rf == 3
     assert gradient_receptive_field(net, (2, 32, 32)).agrees
     assert gradient_receptive_field(net, (2, 32, 32), collapse_channels=False).agrees
 
@@ -505,6 +508,21 @@ def test_unknown_and_unsupported_ops_name_themselves_and_the_fix():
         receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Linear(6, 6)), (1, 8, 8))
     with pytest.raises(ReceptiveFieldError, match="concatenates along dim 3"):
         receptive_field(Fn(lambda s, x: torch.cat([x, x], dim=3)), (1, 8, 8))
+
+
+@pytest.mark.parametrize("fwd,what", [
+    (lambda s, x: x[:, :, ::2, ::2], r"function getitem .*slicing a feature map.*F\.avg_pool2d\(x, 1, stride\)"),
+    (lambda s, x: F.pad(x, (1, 1, 1, 1)), r"function pad .*pads H or W"),
+    (lambda s, x: s.pad(x), r"module `pad` \(torch.nn.modules.padding.ZeroPad2d\)"),
+    (lambda s, x: x.chunk(2, dim=1)[0], r"method Tensor.chunk \(graph node 'chunk'\) is not supported"),
+    (lambda s, x: F.max_pool2d(x, 2, return_indices=True)[0], r"return_indices=True"),
+    (lambda s, x: x.view(1, 2, 4, 8), r"reshapes a feature map to \(1, 2, 4, 8\)"),
+    (lambda s, x: F.conv_transpose2d(x, torch.ones(1, 1, 3, 3)), r"function \S*conv_transpose2d"),
+])
+def test_ops_outside_the_supported_set_are_refused_by_name(fwd, what):
+    with pytest.raises(ReceptiveFieldError, match=what) as err:
+        receptive_field(Fn(fwd, pad=nn.ZeroPad2d(1)), (1, 8, 8))
+    assert "is not supported" in str(err.value) and "passthrough=[...]" in str(err.value)
 
 
 class DataDependent(nn.Module):
@@ -542,8 +560,6 @@ def test_input_size_and_method_errors():
         receptive_field(nn.Conv2d(1, 1, 3), (32, 32))
     with pytest.raises(ReceptiveFieldError, match="no method 'forward_features'"):
         receptive_field(nn.Conv2d(1, 1, 3), method="forward_features")
-    with pytest.raises(ReceptiveFieldError, match="ends in a global op"):
-        gradient_receptive_field(AlexNetCIFAR())
     with pytest.raises(ReceptiveFieldError, match=r"does not run on an input of shape \(1, 1, 3, 3\)"):
         receptive_field(nn.Conv2d(1, 1, 5), (1, 3, 3))
     with pytest.raises(ReceptiveFieldError, match="too small for a 5x5 convolution"):
@@ -557,3 +573,50 @@ def test_receptive_field_errors_are_cifarnets_errors():
     with pytest.raises(CifarnetsError) as err:
         receptive_field(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(scale_factor=2)), (3, 16, 16))
     assert isinstance(err.value, ReceptiveFieldError) and isinstance(err.value, ValueError)
+
+
+# --------------------------------------------------------------------------------------
+# Inputs no model can take: one clear error, nothing printed
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(3, 0, 0), (3, -32, 32), (3, 32.0, 32), (3, True, 32)])
+def test_input_sizes_that_are_not_positive_integers_are_config_errors(size):
+    with pytest.raises(ConfigError, match=r"input_size is \(C, H, W\) of one image, each a positive integer"):
+        receptive_field(nn.Conv2d(3, 1, 3), size)
+
+
+@pytest.mark.parametrize("hw,message", [
+    (("0", "0"), "--input-size takes H W, two positive integers (e.g. --input-size 32 32); got 0 0"),
+    (("-32", "32"), "--input-size takes H W, two positive integers (e.g. --input-size 32 32); got -32 32"),
+    (("1", "1"), "at module `stages.0.reduction.pool` (torch.nn.modules.pooling.AvgPool2d), its 1x1 input is too "
+                 "small for a 2x2 avg pooling with padding 0. Pass a larger input_size"),
+])
+@pytest.mark.parametrize("command", ["rf", "summary"])
+def test_cli_bad_input_sizes_give_one_line(command, hw, message, capfd):
+    code = cli_main([command, "vgg08", "--input-size", *hw])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"cifarnets {command}: error: "), err
+    if command == "rf" or hw[0] != "1":
+        assert message in err
+    else:  # the model's own input check answers first
+        assert "vgg08 down-samples by 8" in err
+
+
+def test_the_tracer_prints_and_warns_nothing(capfd):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail the call
+        with pytest.raises(ReceptiveFieldError, match="too small"):
+            receptive_field(cifarnets.create("vgg08"), (3, 1, 1))
+        receptive_field(nn.Conv2d(1, 1, 4, padding="same"), (1, 8, 8))  # torch warns about even 'same' kernels
+    assert capfd.readouterr() == ("", "")
+
+
+def test_float64_and_meta_models_give_the_same_table():
+    model = cifarnets.create("resnet20")
+    expected = [r.rf for r in receptive_field(model)]
+    assert [r.rf for r in receptive_field(model.double())] == expected
+    assert [r.rf for r in receptive_field(model.half())] == expected

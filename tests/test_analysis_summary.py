@@ -155,3 +155,22 @@ def test_input_errors():
     with pytest.raises(ValueError, match="batch_size"):
         summary(nn.Conv2d(3, 3, 1), batch_size=0)
 
+
+
+def test_a_model_name_is_built_on_the_meta_device():
+    by_name = summary("resnet20")
+    built = summary(cifarnets.create("resnet20"))
+    assert (by_name.total_params, by_name.total_macs) == (built.total_params, built.total_macs) == (269722, 40_551_040)
+    assert [r.name for r in by_name] == [r.name for r in built]
+    with pytest.raises(cifarnets.errors.ModelError, match="unknown model 'resnet2'; did you mean"):
+        summary("resnet2")
+    with pytest.raises(TypeError, match="an nn.Module or a zoo model name, got int"):
+        summary(3)
+
+
+@pytest.mark.parametrize("size", [(3, 0, 0), (3, -32, 32), (3, 32.0, 32)])
+def test_input_sizes_that_are_not_positive_integers_are_config_errors(size):
+    from cifarnets.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="each a positive integer"):
+        summary(nn.Conv2d(3, 3, 1), size)

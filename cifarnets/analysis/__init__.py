@@ -28,19 +28,17 @@ from ._gradient_flow import (
 )
 from ._summary import LayerSummary, ModelSummary, summary
 from .receptive_field import (
-    GradientReceptiveField,
     ReceptiveFieldAlignmentError,
     ReceptiveFieldError,
     ReceptiveFieldRow,
     ReceptiveFieldTable,
-    gradient_receptive_field,
     receptive_field,
 )
 
 __all__ = [
-    "VANISHING_GRADIENT_SPECS", "ErfResult", "GradientFlow", "GradientFlowRecorder", "GradientReceptiveField",
+    "VANISHING_GRADIENT_SPECS", "ErfResult", "GradientFlow", "GradientFlowRecorder",
     "LayerSummary", "ModelSpec", "ModelSummary", "ReceptiveFieldAlignmentError", "ReceptiveFieldError",
     "ReceptiveFieldRow", "ReceptiveFieldTable", "compare_gradient_flow", "comparison_table",
-    "effective_receptive_field", "gradient_flow", "gradient_receptive_field", "random_batch", "receptive_field",
+    "effective_receptive_field", "gradient_flow", "random_batch", "receptive_field",
     "spec_label", "summary", "unwrap_model", "weight_layers",
 ]

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from .._utils import preserved_mode
+from ..errors import ConfigError, ConfigTypeError
 from .receptive_field import ReceptiveFieldError, receptive_field
 from .receptive_field.geometry import Size2, collapse
 
@@ -81,7 +82,7 @@ class ErfResult:
             (1, 3)
         """
         if not 0.0 < share <= 1.0:
-            raise ValueError(f"share is a fraction of the gradient mass in (0, 1], got {share}")
+            raise ConfigError(f"share is a fraction of the gradient mass in (0, 1], got {share}")
         m = self.map
         total = float(m.sum())
         if total == 0.0:
@@ -183,8 +184,9 @@ def effective_receptive_field(
         model: the network. Run in eval mode by default: in train mode batch norm couples
             the images of a batch, so each image's map would carry gradient from the
             others' pixels. The model's modes are restored afterwards.
-        images: ``(N, C, H, W)`` batch on the model's device. Luo et al. use random
-            inputs for an untrained net and data for a trained one.
+        images: ``(N, C, H, W)`` floating-point batch; it is converted to the model's dtype
+            and device. Luo et al. use random inputs for an untrained net and data for a
+            trained one.
         layer: qualified name of the module whose output to analyse (it must be a 4-D
             feature map reached by `method`); default the output of `method`.
         method: the model method to run; default ``forward_features`` (the last feature
@@ -204,17 +206,24 @@ def effective_receptive_field(
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (N, C, H, W) batch, got {shape}")
+        raise ConfigError(f"images must be a (N, C, H, W) batch, got {shape}")
+    if not images.is_floating_point():
+        raise ConfigTypeError(f"images must be a floating-point batch, got dtype {images.dtype}; convert them with "
+                              f"images.float() (uint8 images: images.float() / 255, then normalise)")
     if method is None:
         method = "forward_features" if callable(getattr(model, "forward_features", None)) else "forward"
     run = getattr(model, method, None)
     if not callable(run):
-        raise ValueError(
+        raise ConfigError(
             f"{type(model).__name__} has no method {method!r}; pass method='forward' or the method that returns the "
             f"feature map"
         )
 
-    x = images.detach().clone().requires_grad_(True)
+    # The model's dtype and device (a float64 batch for a float32 model, say): the map is a gradient magnitude,
+    # which the conversion does not change beyond rounding.
+    param = next(model.parameters(), None)
+    like = param if param is not None and param.is_floating_point() else images
+    x = images.detach().to(dtype=like.dtype, device=like.device).clone().requires_grad_(True)
     with preserved_mode(model, False if eval_mode else None), torch.enable_grad():
         if layer is None:
             out = run(x)
@@ -222,7 +231,8 @@ def effective_receptive_field(
             try:
                 module = model.get_submodule(layer)
             except AttributeError as e:
-                raise ValueError(f"{type(model).__name__} has no module {layer!r}") from e
+                raise ConfigError(f"{type(model).__name__} has no module {layer!r}; pass a name from "
+                                  f"model.named_modules()") from e
             captured: list[torch.Tensor] = []
 
             def hook(_m: nn.Module, _inp: object, output: object) -> None:
@@ -237,12 +247,12 @@ def effective_receptive_field(
             finally:
                 handle.remove()
             if not captured:
-                raise ValueError(f"module {layer!r} was not called by {type(model).__name__}.{method}; "
+                raise ConfigError(f"module {layer!r} was not called by {type(model).__name__}.{method}; "
                                  f"pass method='forward' if it lies in the head")
             out = captured[0]
         out = out if isinstance(out, torch.Tensor) else next(t for t in out if isinstance(t, torch.Tensor))
         if out.dim() != 4:
-            raise ValueError(
+            raise ConfigError(
                 f"the analysed output has shape {tuple(out.shape)}, not a (N, C, h, w) feature map; analyse the "
                 f"trunk (method='forward_features') or a convolutional layer (layer=...)"
             )

@@ -26,6 +26,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .._utils import markdown_table, preserved_mode, text_table
+from ..errors import ConfigError, ConfigTypeError
+from ..registry import create
 
 __all__ = ["LayerSummary", "ModelSummary", "summary"]
 
@@ -154,7 +156,7 @@ def _shape_of(out: Any) -> Optional[Shape]:
 
 
 def summary(
-    model: nn.Module,
+    model: Union[nn.Module, str],
     input_size: Sequence[int] = (3, 32, 32),
     *,
     batch_size: int = 1,
@@ -167,7 +169,8 @@ def summary(
     torch.device("meta"):``) is counted without allocating or initialising its weights.
 
     Args:
-        model: any module.
+        model: any module, or the name of a zoo model (built with its defaults on the meta
+            device, so nothing is allocated or initialised).
         input_size: ``(C, H, W)`` of one image.
         batch_size: images in the batch; MACs are for the whole batch (default one image).
 
@@ -181,10 +184,17 @@ def summary(
         >>> s.total_params, round(s.total_macs / 1e6, 2)     # He et al. 2016 Table 6: 0.27 M params
         (269722, 40.55)
     """
-    if len(input_size) != 3:
-        raise ValueError(f"input_size is (C, H, W) of one image, e.g. (3, 32, 32); got {tuple(input_size)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if isinstance(model, str):
+        with torch.device("meta"):
+            model = create(model)
+    if not isinstance(model, nn.Module):
+        raise ConfigTypeError(f"summary expects an nn.Module or a zoo model name, got {type(model).__name__}; "
+                              f"e.g. summary('resnet20') or summary(cifarnets.create('resnet20'))")
+    if len(input_size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_size):
+        raise ConfigError(f"input_size is (C, H, W) of one image, each a positive integer, e.g. (3, 32, 32); "
+                          f"got {tuple(input_size)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from ..analysis import receptive_field, summary
+from ..errors import ConfigError
 from ..registry import create
 from ._common import add_model_arguments, model_kwargs
 
@@ -44,6 +45,9 @@ def _structure_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _meta_model(args: argparse.Namespace) -> torch.nn.Module:
+    if min(args.input_size) < 1:
+        raise ConfigError(f"--input-size takes H W, two positive integers (e.g. --input-size 32 32); got "
+                          f"{args.input_size[0]} {args.input_size[1]}")
     # Structure only: the meta device allocates and initialises nothing, even for VGG-16.
     with torch.device("meta"):
         return create(args.model, **model_kwargs(args))

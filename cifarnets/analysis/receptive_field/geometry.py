@@ -1,14 +1,9 @@
 """Receptive-field geometry of one tensor, and the table the analysis returns.
 
-The AlexNet/VGG report (§4) tabulates, layer by layer, the kernel, stride, cumulative
-stride ("jump") and receptive field of a CNN, with the recurrence
-
-    r_l = r_{l-1} + (k_l - 1) * j_{l-1},    j_l = j_{l-1} * s_l
-
-Here every tensor carries the geometry of its output unit 0 relative to the input (`Geom`:
-the jump and the first and last input pixel the unit sees), `window` applies one conv or
-pooling window to it, and `ReceptiveFieldTable` holds one `ReceptiveFieldRow` per spatial op.
-The tracer (`tracer.py`) fills the table; nothing here knows about torch.fx.
+Every tensor carries the geometry of its output unit 0 relative to the input (`Geom`: the
+jump and the first and last input pixel the unit sees); `window` applies one conv or pooling
+window to it, and `ReceptiveFieldTable` holds one `ReceptiveFieldRow` per spatial op. The
+walk (`walk.py`) fills the table; nothing here knows about torch.fx.
 """
 
 from __future__ import annotations
@@ -31,21 +26,14 @@ Size2 = Union[int, tuple[int, int]]
 Float2 = Union[float, tuple[float, float]]
 
 
-ReceptiveFieldError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
-
-
-ReceptiveFieldAlignmentError = ModelError  # kept name; the kind is cifarnets.errors.ModelError
-
-
-# --------------------------------------------------------------------------------------
-# Geometry of one tensor
-# --------------------------------------------------------------------------------------
+ReceptiveFieldError = ModelError  # kept names; the kind is cifarnets.errors.ModelError
+ReceptiveFieldAlignmentError = ModelError
 
 
 @dataclass(frozen=True)
 class Geom:
-    """Where output unit 0 of a tensor looks in the input, per axis (H, W); shared by the
-    tracer, the gradient cross-check and the effective receptive field."""
+    """Where output unit 0 of a tensor looks in the input, per axis (H, W): the jump, the first
+    and last input pixel it sees (negative ones lie in the padding), the map's size."""
 
     jump: tuple[int, int]
     start: tuple[int, int]
@@ -79,8 +67,8 @@ def collapse(v: tuple[Any, Any]) -> Any:
 
 
 def window(g: Geom, kernel, stride, before, dilation, size) -> Geom:
-    """The geometry after a window op (conv, pooling, padding, slicing): `before` is the
-    padding before the first pixel, `size` the output's (H, W)."""
+    """The geometry after a window op (conv, pooling): `before` is the padding before the
+    first pixel, `size` the output's (H, W)."""
     if g.is_global:
         # Every unit already depends on the whole hull; a window over such units adds nothing.
         return replace(g, size=size)
@@ -91,11 +79,6 @@ def window(g: Geom, kernel, stride, before, dilation, size) -> Geom:
         end.append(g.end[a] + (k_eff - 1 - before[a]) * g.jump[a])
         jump.append(g.jump[a] * stride[a])
     return Geom(tuple(jump), tuple(start), tuple(end), size)  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------------------
-# Table
-# --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -110,11 +93,11 @@ class ReceptiveFieldRow:
         layer: qualified module name (``features.3``), or for a function call the module
             it is called in and the function (``layer1.0.add``).
         op: what the op is, in the AlexNet/VGG report's words (``3×3 conv``, ``2×2 maxpool``).
-        kind: machine-readable op kind: ``conv``, ``maxpool``, ``avgpool``, ``lppool``,
-            ``adaptive_avgpool``, ``adaptive_maxpool``, ``pad``, ``slice``, ``merge``,
-            ``flatten``, ``reduce``, or ``output`` (rows made by `ReceptiveFieldTable.at`).
+        kind: machine-readable op kind: ``conv``, ``maxpool``, ``avgpool``, ``adaptive_avgpool``,
+            ``adaptive_maxpool``, ``merge``, ``flatten``, ``reduce``, or ``output`` (rows
+            made by `ReceptiveFieldTable.at`).
         kernel, stride, padding, dilation: the op's geometry; ``padding`` is the padding
-            before the first pixel (top/left), negative for a crop. ``None`` for merges.
+            before the first pixel (top/left). ``None`` for merges.
         jump: cumulative stride after the op (the AlexNet/VGG report's "Cum. Stride").
         rf: receptive field size after the op.
         centre: centre of output unit 0's receptive field, in input pixel coordinates
@@ -143,8 +126,7 @@ class ReceptiveFieldRow:
     note: str = ""
 
 
-def make_row(layer: str, op: str, kind: str, g: Geom, kernel=None, stride=None, padding=None,
-             dilation=None,
+def make_row(layer: str, op: str, kind: str, g: Geom, kernel=None, stride=None, padding=None, dilation=None,
              note: str = "") -> ReceptiveFieldRow:
     """A table row for op `layer` whose output has geometry `g`."""
     c = lambda v: None if v is None else collapse(v)  # noqa: E731
