@@ -5,19 +5,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from timm.layers import DropPath
 
 from ...errors import ConfigError
+from ...layers import DropPath
 
 __all__ = [
     "ELEMENTWISE", "FLATTEN", "GUARD_PREFIX", "KNOWN", "LAYOUT", "MERGES", "NORMS", "Passthrough", "QUERIES", "REDUCE",
-    "SIGNATURES", "bind", "fn_name", "is_pointwise", "split_passthrough",
+    "SIGNATURES", "bind", "drop_path_types", "fn_name", "is_pointwise", "split_passthrough",
 ]
 
 Passthrough = Union[str, type, Callable[..., Any]]
@@ -39,6 +40,16 @@ ELEMENTWISE: tuple[type, ...] = NORMS + (
     nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.Hardshrink, nn.Softshrink, nn.Softmax2d,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout, DropPath,
 )
+
+
+def drop_path_types() -> tuple[type, ...]:
+    """cifarnets' DropPath, and timm's when timm is loaded (user models built from timm's layers):
+    the analysis does not import timm itself."""
+    timm_layers = sys.modules.get("timm.layers")
+    theirs = getattr(timm_layers, "DropPath", None) if timm_layers is not None else None
+    return (DropPath,) if theirs is None or theirs is DropPath else (DropPath, theirs)
+
+
 # Functions and methods that act per pixel but that aten does not tag pointwise.
 EXTRA_POINTWISE = frozenset({"dropout", "dropout2d", "alpha_dropout", "feature_alpha_dropout", "hardswish",
                               "logsigmoid", "softsign", "tanhshrink", "hardshrink", "softshrink", "threshold",

@@ -11,12 +11,11 @@ from collections.abc import Iterable, Sequence
 
 import torch.fx as fx
 import torch.nn as nn
-from timm.layers import DropPath
 
 from ..._utils import preserved_mode
 from ...errors import ConfigError
 from .geometry import ReceptiveFieldError, ReceptiveFieldTable
-from .ops import GUARD_PREFIX, NORMS, Passthrough, split_passthrough
+from .ops import GUARD_PREFIX, NORMS, Passthrough, drop_path_types, split_passthrough
 from .walk import GeometryWalk
 
 __all__ = ["GUARD_PREFIX", "check_input_size", "receptive_field", "trace"]
@@ -27,7 +26,7 @@ class _Tracer(fx.Tracer):
 
     def __init__(self, leaf_types: tuple[type, ...], leaf_names: frozenset[str]) -> None:
         super().__init__()
-        self.leaf_types, self.leaf_names = NORMS + (DropPath,) + leaf_types, leaf_names
+        self.leaf_types, self.leaf_names = NORMS + drop_path_types() + leaf_types, leaf_names
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, self.leaf_types) or module_qualified_name in self.leaf_names or \

@@ -42,6 +42,7 @@ from .ops import (
     REDUCE,
     Passthrough,
     bind,
+    drop_path_types,
     fn_name,
     is_pointwise,
     split_passthrough,
@@ -181,7 +182,7 @@ class GeometryWalk:
 
     def _module(self, n: fx.Node, mod: nn.Module, src: fx.Node, x: torch.Tensor) -> Any:
         g = self.geoms[src]
-        if isinstance(mod, ELEMENTWISE + self.pass_types) or str(n.target) in self.pass_names:
+        if isinstance(mod, ELEMENTWISE + drop_path_types() + self.pass_types) or str(n.target) in self.pass_names:
             self._pass(n, src)
             return x
         if type(mod) is nn.Conv2d:  # subclasses may pad in forward (timm's Conv2dSame): those are traced into
