@@ -242,3 +242,10 @@ def _one_line_err(capsys, argv):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def test_a_diverged_run_says_so_in_its_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main([*TRAIN, "--epochs", "1", "--out", str(run), "--opt", "sgd", "--lr", "1e6"]) == 2
+    status = RunDir(run).status()
+    assert status["status"] == "failed" and ("diverged" in status["error"] or "became" in status["error"])

@@ -41,7 +41,7 @@ SCHEDULES = ("none", "cosine", "step")
 # Fields that change how a run executes but not what it computes: a resumed run may change
 # them (another device, a progress bar or not). Every other field is fixed by config.json.
 RUNTIME_FIELDS = frozenset({"device", "quiet", "compile", "eval_batch_size", "check_every", "out_dir",
-                            "dist_timeout", "diverge_factor"})
+                            "dist_timeout", "diverge_factor", "log"})
 
 # Fields a resumed run may change when the caller asks for it explicitly (``resume(...,
 # change_schedule=True)``, CLI ``--resume RUN --change-schedule --lr ...``): the learning rate
@@ -168,6 +168,8 @@ class TrainConfig:
     grad_flow: bool = _f(True, "record the gradient flow of every weight layer", "run")
     check_every: int = _f(50, "steps between two checks of the loss (NaN, divergence)", "run")
     quiet: bool = _f(False, "no progress bar", "run")
+    log: str = _f("", "experiment trackers, comma-separated: tensorboard, mlflow, wandb, csv (optional extras: "
+                  "pip install 'cifarnets[tensorboard]' ...)", "run", shown="none")
     label: str = _f("", "name of the run in tables and legends", "run", shown="the model and its flags")
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 

@@ -39,6 +39,7 @@ from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
 from .optim import build_optimizer, build_scheduler
 from .rundir import Checkpoint, RunDir, RunExistsError
+from .track import RunTrackers
 
 __all__ = [
     "EpochCallback", "NonFiniteLossError", "ResumeMismatchError", "TrainingDivergedError", "describe_data", "fit",
@@ -221,6 +222,14 @@ class _Run:
             "world_size": self.ctx.world_size, "device": str(self.device), "versions": _versions(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changes": changes,
         }
+
+    def hparams(self) -> dict[str, Any]:
+        """The run's settings as flat hyper-parameters for trackers (``train.lr``, ``data.name``, ``model.bn``)."""
+        out: dict[str, Any] = {"model": self.name}
+        out.update({f"model.{k}": v for k, v in self.flags.items()})
+        out.update({f"data.{k}": v for k, v in (self.data_info.get("load_args") or {"name": self.data.name}).items()})
+        out.update({f"train.{k}": v for k, v in self.config.to_dict().items() if k not in ("extra", "out_dir")})
+        return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in out.items()}
 
     def _metadata(self, record: Optional[EpochRecord]) -> dict[str, Any]:
         """The description stored with the weights; the same names as config.json."""
@@ -550,29 +559,40 @@ def fit(
     config = _resolve_threads(config, resume)
     ctx, device = setup_distributed(config.device, timeout_s=config.dist_timeout)
     run: Optional[_Run] = None
+    trackers: Optional[RunTrackers] = None
     saved_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(config.threads or saved_threads)
         with _algorithms(config.deterministic, device):
             run = _Run(model, data, config, ctx, device, model_kwargs, callbacks)
             run.open_folder(resume, change_schedule, allow_world_size_change)
+            if config.log and ctx.is_main:
+                trackers = RunTrackers(config.log, run.folder.path if run.folder is not None else None,
+                                       run.history.name, run.hparams())
+                run.callbacks.append(trackers)
             if run.start_epoch > config.epochs and run.history.test is not None:
                 logger.info("%s is already finished (%d epochs); nothing to do", config.out_dir, config.epochs)
                 run.load_best()
-                return run.history
-            return run.run()
-    except RuntimeError as err:  # torch.distributed.DistError, or gloo's plain RuntimeError "Timed out waiting ..."
-        if isinstance(err, CifarnetsError) or not ctx.distributed or not _PEER_LOST.search(str(err)):
-            raise
-        raise DistributedError(
-            f"rank {ctx.rank}: another process of this {ctx.world_size}-process job stopped answering within "
-            f"dist_timeout={config.dist_timeout:g} s, or died ({type(err).__name__}: {str(err).splitlines()[0]}). "
-            "Restart the job; it resumes from the last checkpoint (--resume RUN_DIR). Raise --dist-timeout if "
-            "the processes are merely slow to meet (e.g. a slow file system)") from err
+                history = run.history
+            else:
+                history = run.run()
+        if trackers is not None:
+            trackers.finish("finished", history)
+        return history
     except BaseException as err:
+        if trackers is not None:
+            trackers.finish("failed" if isinstance(err, Exception) else "interrupted")
         if run is not None and run.folder is not None and run.folder.locked:
             with contextlib.suppress(Exception):  # the folder may be what failed (a full disk)
                 run.folder.record_failure(err, run.history.epochs[-1].epoch if run.history.epochs else None)
+        # torch.distributed.DistError, or gloo's plain RuntimeError "Timed out waiting ...": a peer is gone.
+        if isinstance(err, RuntimeError) and not isinstance(err, CifarnetsError) and ctx.distributed \
+                and _PEER_LOST.search(str(err)):
+            raise DistributedError(
+                f"rank {ctx.rank}: another process of this {ctx.world_size}-process job stopped answering within "
+                f"dist_timeout={config.dist_timeout:g} s, or died ({type(err).__name__}: {str(err).splitlines()[0]}). "
+                "Restart the job; it resumes from the last checkpoint (--resume RUN_DIR). Raise --dist-timeout if "
+                "the processes are merely slow to meet (e.g. a slow file system)") from err
         raise
     finally:
         torch.set_num_threads(saved_threads)
