@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install fashion-mnist docs bench bench-quick gpu-check clean
+.PHONY: demo test install fashion-mnist docs docs-html typecheck dist-check bench bench-quick gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ test: $(VENV)/.installed fashion-mnist
 
 docs: $(VENV)/.installed
 	$(PY) docs/generate.py
+
+# The documentation site (guides and the API reference from the docstrings) in site/; a warning fails it.
+docs-html: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+# mypy on the package, configured in pyproject.toml ([tool.mypy]).
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy
+
+# The sdist and wheel a release would upload, built from scratch and checked as PyPI renders them.
+dist-check: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 # Speed targets live here, measured side by side and printed as ratios (docs/performance.md).
 bench: $(VENV)/.installed

@@ -26,7 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union, cast
 
 import torch
 import torch.nn as nn
@@ -159,7 +159,8 @@ def _rebuild(run: RunRecord) -> tuple[nn.Module, dict[str, Any]]:
     from timm.models._pretrained import PretrainedCfg
 
     fields = set(PretrainedCfg.__dataclass_fields__)
-    cfg = {k: v for k, v in model.pretrained_cfg.items() if k in fields}
+    # nn.Module's __getattr__ is typed Tensor | Module; every zoo model's pretrained_cfg is a dict.
+    cfg: dict[str, Any] = {k: v for k, v in cast(dict, model.pretrained_cfg).items() if k in fields}
     # The export describes these weights: the normalisation and classes of the run.
     meta = run.metadata
     if meta.get("mean") and meta.get("std"):
@@ -173,7 +174,8 @@ def _rebuild(run: RunRecord) -> tuple[nn.Module, dict[str, Any]]:
     cfg["input_size"] = (model.in_chans, *cfg["input_size"][1:])
     if cfg.get("min_input_size"):
         cfg["min_input_size"] = (model.in_chans, *cfg["min_input_size"][1:])
-    model.pretrained_cfg = model.default_cfg = cfg
+    setattr(model, "pretrained_cfg", cfg)  # setattr: nn.Module's __setattr__ is typed for tensors and modules
+    setattr(model, "default_cfg", cfg)
     return model.eval(), kwargs
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -34,7 +34,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def _structure_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str,
                       handler: Callable[[argparse.Namespace], int],
-                      **texts: str) -> argparse.ArgumentParser:
+                      **texts: Any) -> argparse.ArgumentParser:
     """A subcommand that builds a model and prints one of its tables: the model, its input size, --markdown."""
     p = sub.add_parser(name, **texts)
     add_model_arguments(p)

@@ -67,9 +67,9 @@ def check_input(
     if x.dim() != 4:
         raise InputError(
             f"{model_name} expects a 4-D batch of shape {want}, got a {x.dim()}-D tensor of shape "
-            f"{_shape(x.shape)}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
+            f"{_shape(list(x.shape))}" + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
         )
-    shape = _shape(x.shape)
+    shape = _shape(list(x.shape))
     c, h, w = x.size(1), x.size(2), x.size(3)
     if c != in_chans:
         raise InputError(
