@@ -154,7 +154,7 @@ def model_info(name: str) -> ModelInfo:
     """
     name = resolve_name(name)
     cfg: ModelCfg = model_cfgs()[name]
-    keywords = {"init": "default"} if "init" in model_keywords(name) else {}
+    keywords: dict[str, Any] = {"init": "default"} if "init" in model_keywords(name) else {}
     with torch.device("meta"):
         model = create(name, **keywords)
     return ModelInfo(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch.nn as nn
 
@@ -198,11 +198,11 @@ def _features(model: nn.Module, build: Any, builder: dict[str, Any]) -> nn.Modul
     from timm.models._builder import pretrained_cfg_for_features
     from timm.models._features import FeatureDictNet, FeatureGetterNet, FeatureHookNet, FeatureListNet
 
-    levels = len(model.feature_info)
+    levels = len(cast(list, model.feature_info))
     out_indices = builder.get("out_indices")
     if out_indices is None:
         out_indices = tuple(range(build.model_cls.feature_levels(build.arch)))
-    _check_out_indices(out_indices, levels, model.model_name)
+    _check_out_indices(out_indices, levels, str(model.model_name))
     feature_cfg: dict[str, Any] = dict(flatten_sequential=True, out_indices=out_indices)
     feature_cls = builder.get("feature_cls") or FeatureListNet
     if isinstance(feature_cls, str):
@@ -213,12 +213,12 @@ def _features(model: nn.Module, build: Any, builder: dict[str, Any]) -> nn.Modul
         feature_cls = classes[key]
     if not (isinstance(feature_cls, type) and issubclass(feature_cls, (FeatureDictNet, FeatureHookNet))):
         feature_cfg.pop("flatten_sequential", None)
-    traits = dict(model._traits)
+    traits = dict(cast(dict, model._traits))
     in_chans = model.in_chans
     pretrained_cfg = model.pretrained_cfg
     features = feature_cls(model, **feature_cfg)
     features._traits, features.in_chans = traits, in_chans
-    features.pretrained_cfg = features.default_cfg = pretrained_cfg_for_features(pretrained_cfg)
+    features.pretrained_cfg = features.default_cfg = pretrained_cfg_for_features(cast(dict, pretrained_cfg))
     return features
 
 

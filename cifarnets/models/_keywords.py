@@ -100,7 +100,7 @@ def _keywords(name: str) -> tuple[dict[str, ModelKeyword], bool]:
         hints, defaults = _hints(fn), {}
     else:
         params, open_ended = _signature_keywords(build.model_cls, ())
-        hints = _hints(build.model_cls.__init__)
+        hints = _hints(build.model_cls.__init__)  # type: ignore[misc]  # the class's own signature
         cfg = model_cfgs()[name]
         defaults = {"num_classes": cfg.num_classes, "in_chans": cfg.input_size[0], **cfg.defaults}
         if cfg.fixed_input_size and "img_size" in params:

@@ -185,10 +185,10 @@ def load_weights(
                                 and cfg.get("hf_hub_id")):
         if not cfg.get("hf_hub_id"):
             raise ModelError("pretrained_cfg has source='hf-hub' but no hf_hub_id; pass hf_hub_id='ORG/REPO'")
-        path = _hub_safetensors(cfg, cache_dir)
+        hub_path = _hub_safetensors(cfg, cache_dir)
         where = f"hf-hub:{cfg['hf_hub_id']}"
-        if path is not None:
-            state = read_safetensors(path)
+        if hub_path is not None:
+            state = read_safetensors(hub_path)
     elif cfg.get("state_dict") is not None:
         state = dict(cfg["state_dict"])
     elif cfg.get("file"):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn as nn
+
 from ._factory import create_model
 from ._registry import ModelCfg, register_model
 from .vgg import SEED004_TITLE, VGG, VGGConfig
@@ -46,6 +48,6 @@ default_cfgs = {
 
 
 @register_model(model_cls=AlexNetCifar, arch=ALEXNET_CIFAR)
-def alexnet_cifar(pretrained: bool = False, **kwargs: Any) -> AlexNetCifar:
+def alexnet_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """AlexNet for CIFAR-10 (the AlexNet/VGG report §2.1): 23,238,474 parameters."""
     return create_model("alexnet_cifar", pretrained, **kwargs)

@@ -328,30 +328,30 @@ default_cfgs = {
 
 
 @register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg08"])
-def vgg08(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+def vgg08(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """VGG08 (the coursework reports): 3 x 0, plain; 59,716 parameters at 100 classes."""
     return create_model("vgg08", pretrained, **kwargs)
 
 
 @register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg38"])
-def vgg38(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+def vgg38(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """VGG38 (the coursework reports): 3 x 5, plain; 336,196 parameters (338,500 with ``bn=True``)."""
     return create_model("vgg38", pretrained, **kwargs)
 
 
 @register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg68"])
-def vgg68(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+def vgg68(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """VGG68 (the deeper-VGG report §5.4): 3 x 10, BN+RC, pooled shortcut; 616,900 parameters."""
     return create_model("vgg68", pretrained, **kwargs)
 
 
 @register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg72"])
-def vgg72(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+def vgg72(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """VGG72 (the deeper-VGG report §5.4): 5 x 6, BN+RC, pooled shortcut; 654,148 parameters."""
     return create_model("vgg72", pretrained, **kwargs)
 
 
 @register_model(model_cls=CourseworkVGG, arch=_ARCHS["vgg106"])
-def vgg106(pretrained: bool = False, **kwargs: Any) -> CourseworkVGG:
+def vgg106(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """"VGG106" (the deeper-VGG report §5.4): 5 x 12, BN+RC, pooled shortcut; 1,210,948 parameters (132 layers)."""
     return create_model("vgg106", pretrained, **kwargs)

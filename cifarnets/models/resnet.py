@@ -237,36 +237,36 @@ default_cfgs = {
 
 
 @register_model(model_cls=CifarResNet, arch=_ARCHS["resnet18"])
-def resnet18(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+def resnet18(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-18 for CIFAR (the ResNet-18 report): 11,173,962 parameters at 10 classes."""
     return create_model("resnet18", pretrained, **kwargs)
 
 
 @register_model(model_cls=CifarResNet, arch=_ARCHS["resnet20"])
-def resnet20(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+def resnet20(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-20 (He et al. 2016, n=3, option A): 269,722 parameters."""
     return create_model("resnet20", pretrained, **kwargs)
 
 
 @register_model(model_cls=CifarResNet, arch=_ARCHS["resnet32"])
-def resnet32(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+def resnet32(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-32 (He et al. 2016, n=5, option A): 464,154 parameters."""
     return create_model("resnet32", pretrained, **kwargs)
 
 
 @register_model(model_cls=CifarResNet, arch=_ARCHS["resnet44"])
-def resnet44(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+def resnet44(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-44 (He et al. 2016, n=7, option A): 658,586 parameters."""
     return create_model("resnet44", pretrained, **kwargs)
 
 
 @register_model(model_cls=CifarResNet, arch=_ARCHS["resnet56"])
-def resnet56(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+def resnet56(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-56 (He et al. 2016, n=9, option A): 853,018 parameters."""
     return create_model("resnet56", pretrained, **kwargs)
 
 
 @register_model(model_cls=CifarResNet, arch=_ARCHS["resnet110"])
-def resnet110(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+def resnet110(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-110 (He et al. 2016, n=18, option A): 1,727,962 parameters."""
     return create_model("resnet110", pretrained, **kwargs)

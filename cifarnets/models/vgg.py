@@ -234,18 +234,18 @@ default_cfgs = {
 
 
 @register_model(model_cls=VGG, arch=_ARCHS["vgg16"])
-def vgg16(pretrained: bool = False, **kwargs: Any) -> VGG:
+def vgg16(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """VGG-16 for CIFAR-10 (the AlexNet/VGG report §2.2): 33,638,218 parameters."""
     return create_model("vgg16", pretrained, **kwargs)
 
 
 @register_model(model_cls=VGG, arch=_ARCHS["vgg16_bn"])
-def vgg16_bn(pretrained: bool = False, **kwargs: Any) -> VGG:
+def vgg16_bn(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """VGG-16 with batch norm (the AlexNet/VGG report §2.3): 33,646,666 parameters."""
     return create_model("vgg16_bn", pretrained, **kwargs)
 
 
 @register_model(model_cls=VGG, arch=_ARCHS["vgg8_classic"])
-def vgg8_classic(pretrained: bool = False, **kwargs: Any) -> VGG:
+def vgg8_classic(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """The AlexNet/VGG report's VGG-8 (§2.4): 13,119,050 parameters; not the coursework ``vgg08``."""
     return create_model("vgg8_classic", pretrained, **kwargs)

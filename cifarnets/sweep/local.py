@@ -84,7 +84,7 @@ def _run_pool(cells: Sequence[Cell], sweep_dir: Path, parallel: int, runtime: Ma
                 running[proc.sentinel] = (proc, receive, cell, slot)
                 notify("start", cell, None)
             for sentinel in wait(list(running)):
-                proc, receive, cell, slot = running.pop(sentinel)  # type: ignore[index]
+                proc, receive, cell, slot = running.pop(sentinel)  # type: ignore[index,arg-type]
                 proc.join()
                 free.append(slot)
                 outcome = None

@@ -80,7 +80,7 @@ def parse_search(expressions: Sequence[str], grid: Grid) -> SearchSpace:
     if grid.axes or any(k for c in grid.cells for k in c.settings if k not in grid.base and k != "name"):
         raise GridError("--search samples around the grid's [base]; this grid also has [axes] or [[cells]]. "
                         "Use a grid file with only [base] (and [grid]) for a search.")
-    dims = []
+    dims: list[Any] = []
     for expr in expressions:
         match = _EXPR.match(expr)
         if not match:

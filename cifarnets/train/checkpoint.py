@@ -115,7 +115,7 @@ def load_verified_weights(path: PathLike, device: Union[str, torch.device] = "cp
     from ..models._weights import read_safetensors
 
     _check_readable(Path(path))
-    return {k: v.to(device) for k, v in read_safetensors(path).items()}
+    return {k: v.to(device) for k, v in read_safetensors(Path(path)).items()}
 
 
 def save_weights(path: PathLike, model_or_state: Union[nn.Module, Mapping[str, torch.Tensor]],

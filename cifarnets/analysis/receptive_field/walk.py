@@ -351,7 +351,8 @@ class GeometryWalk:
             for a_node, g in zip(operands[1:], geoms[1:]):
                 if g.jump != ref.jump:
                     raise self._misaligned(n, operands[0], ref, a_node, g, "jump")
-                shift = tuple((g.start[a] + g.end[a] - ref.start[a] - ref.end[a]) / 2 for a in range(2))
+                shift = ((g.start[0] + g.end[0] - ref.start[0] - ref.end[0]) / 2,
+                         (g.start[1] + g.end[1] - ref.start[1] - ref.end[1]) / 2)
                 if shift != (0, 0):
                     if self.strict:
                         raise self._misaligned(n, operands[0], ref, a_node, g, "centre")
