@@ -417,8 +417,9 @@ def test_feature_maps_default_layer_is_the_first_activation_after_the_first_conv
 def test_feature_maps_at_a_chosen_layer_and_errors():
     model = cifarnets.create("vgg08")
     image = torch.randn(1, 3, 32, 32)
-    fig = plots.feature_maps(model, image, layer="stages.1.reduction")
+    fig = plots.feature_maps(model, image, layer="stages.1.reduction", input_title="input: noise")
     assert "feature maps at stages.1.reduction (8x8)" in fig.get_suptitle()
+    assert fig.axes[0].get_title() == "input: noise"
     with pytest.raises(ValueError, match="not feature maps"):
         plots.feature_maps(model, image, layer="head.fc")
     with pytest.raises(ValueError, match="did you mean 'stem.conv'"):

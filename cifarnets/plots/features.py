@@ -172,6 +172,7 @@ def feature_maps(
     layer: Optional[str] = None,
     max_maps: int = 32,
     title: Optional[str] = None,
+    input_title: str = "input",
     cmap: str = "viridis",
 ) -> Figure:
     """The feature maps of one image at one layer, as a grid, next to the input (the AlexNet/VGG report, §7.2).
@@ -188,6 +189,7 @@ def feature_maps(
         layer: qualified module name; default the output of the first conv block (the first
             activation after the first convolution, e.g. ``stem.act``).
         max_maps: draw at most this many channels.
+        input_title: the title over the input image, e.g. its class (``"input: ankle boot"``).
 
     Example:
         >>> import cifarnets, torch
@@ -240,7 +242,7 @@ def feature_maps(
         input_ax.imshow(shown.permute(1, 2, 0).numpy(), interpolation="nearest")
     else:
         input_ax.imshow(shown.mean(0).numpy(), cmap="gray", interpolation="nearest")
-    input_ax.set_title("input", fontsize=9)
+    input_ax.set_title(input_title, fontsize=9)
     input_ax.set_axis_off()
     maps_ax.imshow(mosaic, interpolation="nearest")
     maps_ax.set_axis_off()
