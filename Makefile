@@ -1,5 +1,5 @@
 # Two entry points do all the set-up on a fresh machine:
-#   make demo   - create .venv, install, show the zoo and the vanishing-gradient result
+#   make demo   - create .venv, install (with Fashion-MNIST), the zoo, the vanishing gradient, a short run
 #   make test   - create .venv, install (with the test extra and Fashion-MNIST), run the tests
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,8 +22,8 @@ fashion-mnist:
 	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
 
-# 3-6 minutes on 2 busy CPU cores (README: measured); without Fashion-MNIST it says it uses synthetic data.
-demo: $(VENV)/.installed
+# 3-6 minutes on 2 busy CPU cores (README: measured); trains on the real Fashion-MNIST images, installed first.
+demo: $(VENV)/.installed fashion-mnist
 	$(PY) examples/demo.py
 
 test: $(VENV)/.installed fashion-mnist

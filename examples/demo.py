@@ -7,25 +7,26 @@ What it shows, in 3-6 minutes on 2 busy CPU cores (README: measured) and without
    convolution of plain VGG38 gets a gradient about twelve orders of magnitude below VGG08's,
    and batch norm (BN), residual connections (RC) or both restore it (Figs. 2, 3 and 5);
 3. what that means for learning: VGG08, VGG38 and VGG38 BN+RC trained side by side for a
-   short run on real Fashion-MNIST images (Debian's ``dataset-fashion-mnist``; the generated
-   SYNTHETIC set where it is not installed, and the demo says so): plain VGG38 stays at
-   chance, VGG08 and VGG38 BN+RC learn. The budget (``--limit`` images x ``--epochs``, a
-   1,000-image test subset) is sized for 2 CPU cores: VGG38 costs about 0.84 GFLOP per
-   training image, so the earlier 3 x 4,000 images and the full 10,000-image test set took
-   over ten minutes there;
+   short run on real Fashion-MNIST images (Debian's ``dataset-fashion-mnist``, which ``make demo``
+   installs; run directly without it, the demo falls back to the generated SYNTHETIC set and
+   says so): plain VGG38 stays at chance, VGG08 and VGG38 BN+RC learn. The budget (``--limit``
+   images x ``--epochs``, a 1,000-image test subset) is sized for 2 CPU cores: VGG38 costs
+   about 0.84 GFLOP per training image, so the earlier 3 x 4,000 images and the full
+   10,000-image test set took over ten minutes there. Then what the trained VGG38 BN+RC
+   learned: its first-layer filters, and its feature maps of a real test image;
 4. the receptive field of the AlexNet/VGG report's VGG16 (212 px; the report printed 236) and a per-layer summary.
 
 Every picture lands in ``--out`` (default ``demo_out/``).
 
     python examples/demo.py                 # 3-6 minutes on 2 busy CPU cores (README: measured)
-    python examples/demo.py --quick         # seconds: no training
+    python examples/demo.py --quick         # seconds: no training (so no filters or feature maps)
     python examples/demo.py --limit 4000 --epochs 3 --threads 2   # a longer run
 
 Threads: torch uses one intra-op thread per core by default. On a shared machine that is
 the slow choice: on 2 cores busy with other work (load average 7), a plain VGG38 step took
 4.5 s with 2 threads and 1.6 s with 1, as the threads wait for each other at every layer
 (docs/performance.md). The demo uses one thread per core that is idle when it starts (by
-the load average); ``--threads`` overrides.
+the load average); ``--threads`` overrides. `set_threads` is the one place that decides it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import cifarnets
 from cifarnets import analysis, plots
 from cifarnets.data import DatasetNotFoundError, load_dataset, stratified_sample
 from cifarnets.registry import model_table
-from cifarnets.train import TrainConfig, fit, results_table
+from cifarnets.train import TrainConfig, fit, load_checkpoint, results_table
 
 # The VGG38 reports, Table 1: the plain baseline, the net that does not learn, and the fix.
 TRAINED = [("vgg08", {}), ("vgg38", {}), ("vgg38", {"bn": True, "rc": True})]
@@ -55,19 +56,26 @@ def section(title: str) -> None:
     print(f"\n{'=' * len(title)}\n{title}\n{'=' * len(title)}", flush=True)
 
 
-def choose_threads(requested: int | None) -> tuple[int, str]:
-    """Intra-op threads: `requested`, else one per core that is idle now (load average), at least one."""
+# ---- THREADS: the one place the demo sets torch's thread count. TrainConfig has no `threads`
+# field yet; once it has, pass the number chosen here as TrainConfig(threads=...) instead.
+def set_threads(requested: int | None) -> str:
+    """Set torch's intra-op threads: `requested`, else one per core idle now (load average), at least one.
+
+    Returns why, for the log line.
+    """
     default = torch.get_num_threads()
     if requested:
-        return requested, "--threads"
-    cores = os.cpu_count() or default
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    idle = max(1, cores - math.ceil(load - 0.25))
-    threads = min(default, idle)
-    return threads, f"{cores} cores, load average {load:.1f}: {threads} idle"
+        threads, why = requested, "--threads"
+    else:
+        cores = os.cpu_count() or default
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = min(default, max(1, cores - math.ceil(load - 0.25)))
+        why = f"{cores} cores, load average {load:.1f}: {threads} idle"
+    torch.set_num_threads(threads)
+    return f"{threads} intra-op thread(s) ({why})"
 
 
-def draw_pictures(out: Path, *, flows=None, histories=(), model=None, image=None) -> list[Path]:
+def draw_pictures(out: Path, *, flows=None, histories=(), model=None, image=None, image_title="input") -> list[Path]:
     """Every picture of the demo, in one place (the plotting API is the only thing it depends on)."""
     paths = []
     if flows is not None:
@@ -78,8 +86,9 @@ def draw_pictures(out: Path, *, flows=None, histories=(), model=None, image=None
             slug = history.label.replace(" ", "_").replace("+", "_")
             paths.append(plots.save(plots.gradient_flow(history), out / f"gradient_flow_{slug}.png"))
     if model is not None:
-        paths.append(plots.save(plots.filters(model), out / "filters_vgg38_bn_rc.png"))
-        paths.append(plots.save(plots.feature_maps(model, image), out / "feature_maps_vgg38_bn_rc.png"))
+        paths.append(plots.save(plots.filters(model), out / "filters_vgg38_bn_rc_trained.png"))
+        paths.append(plots.save(plots.feature_maps(model, image, input_title=image_title),
+                                out / "feature_maps_vgg38_bn_rc_trained.png"))
     return paths
 
 
@@ -121,10 +130,10 @@ def load_demo_data(limit: int, test: int):
     return data
 
 
-def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int) -> list:
+def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int) -> None:
     section(f"3. Training side by side: {epochs} epochs, Adam 1e-3, cosine (the reports' recipe, shortened)")
     data = load_demo_data(limit, test)
-    histories = []
+    histories, run_dirs = [], []
     steps = math.ceil(len(data.train) / batch_size)
     bar = tqdm(total=len(TRAINED) * epochs * steps, desc="training", unit="step", file=sys.stderr,
                dynamic_ncols=True, disable=None)
@@ -141,25 +150,42 @@ def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int
         tqdm.write(f"{label:<14} train loss {last.train_loss:.3f}  val acc {last.val_acc:5.1f} %  "
                    f"test acc {history.test['acc']:5.1f} %  ({last.epoch_seconds:.0f} s/epoch)", file=sys.stdout)
         histories.append(history)
+        run_dirs.append(run_dir)
     bar.close()
     table = results_table(histories)
     print()
     print(table.to_markdown())
-    print("\nPlain VGG38 stays at chance (10 %); VGG08 and VGG38 BN+RC learn. The curves and the per-epoch "
-          "gradient flow:")
+    chance = 100 / data.num_classes
+    learned = ", ".join(h.name for h in histories if h.test["acc"] > chance + 5)
+    print(f"\nThe reports' pattern: plain VGG38 stays at chance ({chance:g} %), VGG08 and VGG38 BN+RC learn. Here "
+          f"more than 5 points above chance: {learned or 'none (too short a run: raise --limit or --epochs)'}. "
+          "The curves and the per-epoch gradient flow:")
     show_pictures([*draw_pictures(out, histories=histories), table.save(out / "results.md")])
-    return histories
+    show_what_it_learned(out, run_dirs[-1], data)
 
 
-def show_structure(out: Path) -> None:
+def show_what_it_learned(out: Path, run_dir: Path, data) -> None:
+    """The filters and feature maps of the VGG38 BN+RC just trained, fed a real test image."""
+    # The best checkpoint: the weights whose test accuracy the table gives.
+    model, meta = load_checkpoint(run_dir)
+    index = 0
+    label = data.classes[int(data.test.labels[index])]
+    # Normalised as in training: the loader scales to [0, 1] and applies the data set's mean/std.
+    mean = torch.tensor(data.mean).view(-1, 1, 1)
+    std = torch.tensor(data.std).view(-1, 1, 1)
+    image = (data.test.images[index].float() / 255 - mean) / std
+    print(f"\nWhat the trained VGG38 BN+RC learned (best epoch {meta['epoch']}): its first-layer filters, and "
+          f"its feature maps of test image {index} ({label}).")
+    show_pictures(draw_pictures(out, model=model, image=image, image_title=f"{label}\n(test image {index})"))
+
+
+def show_structure() -> None:
     section("4. Structure: the AlexNet/VGG report's VGG16 receptive field, VGG38 BN+RC per-layer summary")
     rf = analysis.receptive_field(cifarnets.create("vgg16"), input_size=(3, 32, 32))
     print(f"VGG16: the last unit sees {rf[-1].rf} px of a 32 px image (the AlexNet/VGG report printed 236).")
     model = cifarnets.create("vgg38", bn=True, rc=True)
     s = analysis.summary(model, input_size=(3, 32, 32))
     print(f"VGG38 BN+RC: {s.total_params:,} parameters, {s.total_macs / 1e6:.1f} M multiply-adds per 32x32 image")
-    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
-    show_pictures(draw_pictures(out, model=model, image=image))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,18 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="skip the training run")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    threads, why = choose_threads(args.threads)
-    torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}, {threads} intra-op thread(s) ({why})")
+    print(f"torch {torch.__version__}, {set_threads(args.threads)}")
     torch.manual_seed(0)
     show_zoo()
     show_gradient_at_init(args.out)
-    if not args.quick:
+    if args.quick:
+        print("\n(--quick: no training, so no curves and no pictures of what a network learned)")
+    else:
         show_training(args.out, args.epochs, args.limit, args.batch_size, args.test)
-    show_structure(args.out)
+    show_structure()
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
-    print(f"\nAll pictures are in {args.out}/. The demo ran {minutes} min {seconds:02d} s (imports not counted). "
-          "Next: `cifarnets --help`, docs/, examples/seed*.py --budget.")
+    print(f"\nAll pictures are in {args.out}/. The demo ran {minutes} min {seconds:02d} s (imports not counted).")
+    print("Next: `cifarnets --help`, docs/, or a report's pattern in a few minutes on the CPU:\n"
+          "  cifarnets sweep examples/grids/seed001_vgg38_bn_rc_budget.toml --out runs/seed001-budget\n"
+          "  cifarnets plot runs/seed001-budget\n"
+          "(examples/grids/ has the full grids of the reports and their *_budget versions.)")
     return 0
 
 

@@ -25,7 +25,7 @@ FACADE = "__init__.py"  # cifarnets/__init__.py: the users' API, imported by no 
 class Part:
     name: str
     level: int  # 0 is the bottom of the drawing
-    paths: tuple[str, ...]  # relative to the package folder: "plots.py", "analysis/"
+    paths: tuple[str, ...]  # relative to the package folder: "hub.py", "analysis/"
 
 
 def parse_drawing(text: str) -> list[Part]:
@@ -226,7 +226,7 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_the_check_finds_every_kind_of_upward_import(tmp_path, parts):
     root = _package(tmp_path, {
         "_utils.py": "",
-        "plots.py": "",
+        "plots/__init__.py": "",
         "registry.py": "",
         "cli/__init__.py": "from .. import plots\nfrom ..analysis import erf\n",  # both fine: downward
         "analysis/__init__.py": "",

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 import cifarnets
 from cifarnets import analysis, plots
 from cifarnets.analysis import GradientFlow, weight_layers
+from cifarnets.errors import ConfigError, ConfigTypeError
 from cifarnets.train.history import EpochRecord, History
 
 matplotlib.use("Agg")
@@ -269,6 +271,111 @@ def test_curves_need_epochs():
         plots.curves([History(model="vgg08")])
 
 
+def visible_ticks(ax) -> list[float]:
+    lo, hi = ax.get_xlim()
+    return [t for t in ax.get_xticks() if lo <= t <= hi]
+
+
+def test_curves_of_a_one_epoch_run_mark_the_point_on_a_whole_epoch_axis():
+    fig = plots.curves(make_history(epochs=1))
+    for ax in fig.axes:
+        train, val = ax.lines[0:2]
+        assert train.get_marker() == "o" and val.get_marker() == "o"  # a line through one point draws nothing
+        assert ax.get_xlim() == (0.5, 1.5) and visible_ticks(ax) == [1.0]
+    few = plots.curves(make_history(epochs=3)).axes[0]
+    assert visible_ticks(few) == [1.0, 2.0, 3.0]
+    many = plots.curves(make_history(epochs=plots.FEW_EPOCHS + 1)).axes[0]
+    assert many.lines[0].get_marker() == "None" and many.lines[1].get_marker() == "None"
+    assert all(float(t).is_integer() for t in visible_ticks(many))
+
+
+def seeds(count: int, epochs: int = 4, name: str = "vgg38") -> list[History]:
+    """`count` runs of one setting whose validation accuracy differs by seed (1, 2, 4, ... points)."""
+    runs = []
+    for seed in range(count):
+        history = make_history(name, epochs=epochs)
+        for record in history.epochs:
+            record.val_acc += 2.0 ** seed
+            record.val_loss -= 0.1 * seed
+        runs.append(history)
+    return runs
+
+
+def bands(ax) -> list:
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def band_edges(band, x: float) -> tuple[float, float]:
+    """The low and high edge of a fill_between band at epoch `x`."""
+    vertices = band.get_paths()[0].vertices
+    at = vertices[np.isclose(vertices[:, 0], x), 1]
+    return float(at.min()), float(at.max())
+
+
+def test_curves_band_draws_the_mean_and_one_standard_deviation():
+    groups = {"vgg38 bn+rc": seeds(3), "vgg08": seeds(1, name="vgg08")}
+    fig = plots.curves_band(groups)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 1  # one mean line per group, the chance line (100 classes)
+    assert ax.lines[-1].get_ydata()[0] == pytest.approx(1.0)
+    assert len(bands(ax)) == 1  # the group of one run is a plain line
+    values = np.array([h.series("val_acc") for h in groups["vgg38 bn+rc"]])
+    mean, std = values.mean(axis=0), values.std(axis=0, ddof=1)
+    assert list(ax.lines[0].get_xdata()) == [1, 2, 3, 4]
+    assert np.allclose(ax.lines[0].get_ydata(), mean)
+    assert np.allclose(ax.lines[1].get_ydata(), groups["vgg08"][0].series("val_acc"))
+    for j, epoch in enumerate([1, 2, 3, 4]):
+        assert band_edges(bands(ax)[0], epoch) == pytest.approx((mean[j] - std[j], mean[j] + std[j]))
+    assert legend_texts(ax) == ["vgg38 bn+rc (3 runs)", "vgg08 (1 run)"]
+    assert ax.get_legend().get_title().get_text() == "mean of the runs, band ± 1 standard deviation"
+    assert ax.get_ylabel() == "validation accuracy (%)" and ax.get_xlabel() == "epoch"
+    assert visible_ticks(ax) == [1.0, 2.0, 3.0, 4.0]
+    assert ax.get_title() == "Validation accuracy per epoch: the mean of each setting's runs"
+
+
+def test_curves_band_min_to_max_of_another_metric():
+    runs = seeds(3)
+    ax = plots.curves_band({"vgg38": runs}, metric="val_loss", band="minmax", chance=False).axes[0]
+    assert len(ax.lines) == 1 and len(bands(ax)) == 1
+    values = np.array([h.series("val_loss") for h in runs])
+    assert band_edges(bands(ax)[0], 2) == pytest.approx((values[:, 1].min(), values[:, 1].max()))
+    assert ax.get_legend().get_title().get_text() == "mean of the runs, band min to max"
+    assert ax.get_ylabel() == "validation loss (cross-entropy)"
+
+
+def test_curves_band_of_runs_that_stopped_at_different_epochs():
+    short, long = seeds(2, epochs=5)
+    del short.epochs[3:]  # stopped after epoch 3
+    ax = plots.curves_band({"vgg38": [short, long]}).axes[0]
+    mean = ax.lines[0].get_ydata()
+    assert np.allclose(mean[3:], long.series("val_acc")[3:])  # the later epochs: the run that reached them
+    xs = bands(ax)[0].get_paths()[0].vertices[:, 0]
+    assert xs.min() == 1 and xs.max() == 3  # a band needs two runs
+    assert legend_texts(ax) == ["vgg38 (1 to 2 runs)"]
+
+
+def test_curves_band_of_one_epoch_is_visible():
+    ax = plots.curves_band({"vgg38": seeds(2, epochs=1)}).axes[0]
+    xs = bands(ax)[0].get_paths()[0].vertices[:, 0]
+    assert xs.max() - xs.min() == pytest.approx(0.5)
+    assert ax.lines[0].get_marker() == "o" and visible_ticks(ax) == [1.0]
+
+
+def test_curves_band_errors_say_what_to_give():
+    with pytest.raises(ConfigError, match="metric='val_ac'"):
+        plots.curves_band({"a": seeds(2)}, metric="val_ac")
+    with pytest.raises(ConfigError, match="band must be"):
+        plots.curves_band({"a": seeds(2)}, band="iqr")
+    with pytest.raises(ConfigError, match="at least one group"):
+        plots.curves_band({})
+    with pytest.raises(ConfigTypeError, match="list of runs"):
+        plots.curves_band({"a": seeds(1)[0]})
+    with pytest.raises(ConfigError, match="at least one run"):
+        plots.curves_band({"a": []})
+    with pytest.raises(ConfigError, match="choose a train_ metric"):
+        plots.curves_band({"a": [make_history(val=False)]})
+
+
 # ---------------------------------------------------------------- filters and feature maps
 
 def test_filters_rgb_and_grey():
@@ -310,8 +417,9 @@ def test_feature_maps_default_layer_is_the_first_activation_after_the_first_conv
 def test_feature_maps_at_a_chosen_layer_and_errors():
     model = cifarnets.create("vgg08")
     image = torch.randn(1, 3, 32, 32)
-    fig = plots.feature_maps(model, image, layer="stages.1.reduction")
+    fig = plots.feature_maps(model, image, layer="stages.1.reduction", input_title="input: noise")
     assert "feature maps at stages.1.reduction (8x8)" in fig.get_suptitle()
+    assert fig.axes[0].get_title() == "input: noise"
     with pytest.raises(ValueError, match="not feature maps"):
         plots.feature_maps(model, image, layer="head.fc")
     with pytest.raises(ValueError, match="did you mean 'stem.conv'"):
@@ -397,6 +505,7 @@ def test_every_picture_saves_as_a_png(tmp_path):
         "heatmap": plots.gradient_flow_heatmap(make_history(epochs=4)),
         "comparison": plots.gradient_flow_comparison(comparison_flows()),
         "curves": plots.curves([make_history("vgg08"), make_history("vgg38")]),
+        "band": plots.curves_band({"vgg38": seeds(3), "vgg08": seeds(1, name="vgg08")}),
         "filters": plots.filters(model),
         "maps": plots.feature_maps(model, torch.randn(3, 32, 32), max_maps=8),
         "erf": plots.erf(np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 20), rf=11),
