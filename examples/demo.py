@@ -25,8 +25,9 @@ Every picture lands in ``--out`` (default ``demo_out/``).
 Threads: torch uses one intra-op thread per core by default. On a shared machine that is
 the slow choice: on 2 cores busy with other work (load average 7), a plain VGG38 step took
 4.5 s with 2 threads and 1.6 s with 1, as the threads wait for each other at every layer
-(docs/performance.md). The demo uses one thread per core that is idle when it starts (by
-the load average); ``--threads`` overrides. `set_threads` is the one place that decides it.
+(docs/performance.md). The thread count is a training setting (`TrainConfig.threads`, the
+one place it is chosen: by default the usable cores, recorded in each run folder); on a busy
+machine pass ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -54,25 +54,6 @@ TRAINED = [("vgg08", {}), ("vgg38", {}), ("vgg38", {"bn": True, "rc": True})]
 
 def section(title: str) -> None:
     print(f"\n{'=' * len(title)}\n{title}\n{'=' * len(title)}", flush=True)
-
-
-# ---- THREADS: the one place the demo sets torch's thread count. TrainConfig has no `threads`
-# field yet; once it has, pass the number chosen here as TrainConfig(threads=...) instead.
-def set_threads(requested: int | None) -> str:
-    """Set torch's intra-op threads: `requested`, else one per core idle now (load average), at least one.
-
-    Returns why, for the log line.
-    """
-    default = torch.get_num_threads()
-    if requested:
-        threads, why = requested, "--threads"
-    else:
-        cores = os.cpu_count() or default
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        threads = min(default, max(1, cores - math.ceil(load - 0.25)))
-        why = f"{cores} cores, load average {load:.1f}: {threads} idle"
-    torch.set_num_threads(threads)
-    return f"{threads} intra-op thread(s) ({why})"
 
 
 def draw_pictures(out: Path, *, flows=None, histories=(), model=None, image=None, image_title="input") -> list[Path]:
@@ -130,7 +111,7 @@ def load_demo_data(limit: int, test: int):
     return data
 
 
-def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int) -> None:
+def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int, threads: int | None = None) -> None:
     section(f"3. Training side by side: {epochs} epochs, Adam 1e-3, cosine (the reports' recipe, shortened)")
     data = load_demo_data(limit, test)
     histories, run_dirs = [], []
@@ -143,7 +124,7 @@ def show_training(out: Path, epochs: int, limit: int, batch_size: int, test: int
         # The budget is in the name: a rerun with other settings starts fresh instead of failing to resume.
         run_dir = out / "runs" / f"{label.replace(' ', '_').replace('+', '_')}_{len(data.train)}x{epochs}_b{batch_size}"
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, seed=0, quiet=False, label=label,
-                             out_dir=str(run_dir), device="cpu")
+                             out_dir=str(run_dir), device="cpu", threads=threads)
         history = fit(name, data, config, model_kwargs=kwargs, resume=(run_dir / "history.json").exists(),
                       callbacks=[lambda record, history: bar.update(steps)])
         last = history.epochs[-1]
@@ -195,18 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=1500, help="training images (default 1500)")
     parser.add_argument("--batch-size", type=int, default=50, help="batch size (default 50)")
     parser.add_argument("--test", type=int, default=1000, help="test images, a stratified subset (default 1000)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: one per idle core)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="training threads (TrainConfig.threads; default: the usable cores)")
     parser.add_argument("--quick", action="store_true", help="skip the training run")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    print(f"torch {torch.__version__}, {set_threads(args.threads)}")
+    print(f"torch {torch.__version__}, training threads: {args.threads or 'the usable cores (TrainConfig default)'}")
     torch.manual_seed(0)
     show_zoo()
     show_gradient_at_init(args.out)
     if args.quick:
         print("\n(--quick: no training, so no curves and no pictures of what a network learned)")
     else:
-        show_training(args.out, args.epochs, args.limit, args.batch_size, args.test)
+        show_training(args.out, args.epochs, args.limit, args.batch_size, args.test, args.threads)
     show_structure()
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
     print(f"\nAll pictures are in {args.out}/. The demo ran {minutes} min {seconds:02d} s (imports not counted).")
