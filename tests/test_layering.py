@@ -206,7 +206,8 @@ def parts() -> list[Part]:
 
 def test_the_drawing_orders_the_parts_the_brief_names(parts):
     order = [p.name for p in sorted(parts, key=lambda p: (p.level, p.name))]
-    assert order == ["_utils", "layers", "models", "data", "analysis", "train", "plots", "hub", "sweep", "cli"]
+    assert order == ["_utils", "layers", "models", "data", "analysis", "tracking", "train", "plots", "hub", "sweep",
+                     "cli"]
     levels = {p.name: p.level for p in parts}
     assert levels["hub"] == levels["sweep"] == levels["plots"] + 1 == levels["cli"] - 1
 
