@@ -72,12 +72,12 @@ def test_invalid_configs_name_the_problem(kwargs, words):
 def test_every_field_is_type_checked_and_documented():
     from dataclasses import fields
 
-    from cifarnets.train.config import FIELD_TYPES, _type_ok
+    from cifarnets.train.config import FIELD_TYPES, type_ok
 
     for f in fields(TrainConfig):
         assert f.metadata.get("help"), f"{f.name} has no help text"
         wrong = "x" if FIELD_TYPES[f.name] is not str else 1
-        if not _type_ok(wrong, FIELD_TYPES[f.name]):
+        if not type_ok(wrong, FIELD_TYPES[f.name]):
             with pytest.raises(ValueError, match=f.name):
                 TrainConfig(**{f.name: wrong})
 

@@ -70,3 +70,26 @@ def test_fit_of_a_torchvision_dataset_says_how_to_make_a_bundle():
     with pytest.raises(TypeError, match="from_arrays"):
         fit("vgg08", FakeData(size=4), TrainConfig(epochs=1, quiet=True))
     assert torch.get_num_threads() >= 1
+
+
+def test_a_folder_run_logs_to_tensorboard_and_csv_and_resumes_there(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cifarnets.tracking import read_metrics_csv
+
+    folder = _image_folder(tmp_path / "cinic")
+    run = tmp_path / "run"
+    argv = ["train", "vgg08", "--dataset", f"folder:{folder}", "--epochs", "2", *FAST, "--log", "tensorboard,csv"]
+    assert cli.main([*argv, "--out", str(run)]) == 0
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train_loss", "val_acc", "lr"} <= set(tags) and any(t.startswith("grad_flow/") for t in tags)
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2]
+    history = json.loads((run / "history.json").read_text())
+    rows = [r for r in read_metrics_csv(run / "metrics.csv") if r["name"] == "train_loss"]
+    assert [float(r["value"]) for r in rows] == [e["train_loss"] for e in history["epochs"]]
+    assert cli.main(["eval", str(run)]) == 0
+    assert cli.main(["train", "vgg08", "--dataset", "synthetic", "--log", "tensorbord", "--out",
+                     str(tmp_path / "x")]) == 2
+    assert "tensorboard" in capsys.readouterr().err  # the closest name

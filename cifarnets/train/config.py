@@ -251,6 +251,9 @@ class TrainConfig:
         need(self.diverge_factor == 0 or self.diverge_factor > 1,
              f"diverge_factor must be 0 (off) or > 1; got {self.diverge_factor!r}")
         need(self.device is None or bool(self.device.strip()), "device must be a device name such as 'cpu' or None")
+        from ..tracking import check_tracker_names
+
+        check_tracker_names(self.log)  # ConfigError naming an unknown tracker (no tracker package is imported)
 
     # ------------------------------------------------------------------ derived
 

@@ -568,7 +568,7 @@ def fit(
             run.open_folder(resume, change_schedule, allow_world_size_change)
             if config.log and ctx.is_main:
                 trackers = RunTrackers(config.log, run.folder.path if run.folder is not None else None,
-                                       run.history.name, run.hparams())
+                                       run.history.name, run.hparams(), resume=run.start_epoch > 1)
                 run.callbacks.append(trackers)
             if run.start_epoch > config.epochs and run.history.test is not None:
                 logger.info("%s is already finished (%d epochs); nothing to do", config.out_dir, config.epochs)
