@@ -119,9 +119,6 @@ class CifarNet(nn.Module):
     __jit_unused_properties__ = ["depth"]
     # The sequence of modules that gradient checkpointing runs segment by segment.
     checkpointed_trunk = "stages"
-    # The default trunk's parts (families set them in __init__; declared for type checkers).
-    stem: nn.Module
-    stages: nn.Sequential
 
     @classmethod
     def feature_levels(cls, arch: Any) -> int:

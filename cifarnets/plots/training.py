@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -245,7 +245,8 @@ def curves_band(
         read[str(label)] = histories
 
     fig, ax = canvas(ax, 8.0, 5.0)
-    handles, labels = [], []
+    handles: list[Any] = []
+    labels: list[str] = []
     for i, (label, histories) in enumerate(read.items()):
         colour = run_colour(i)
         epochs, values = _runs_by_epoch(histories, metric)
