@@ -4,6 +4,8 @@
     cifarnets gradflow --compare --out comparison.png      # VGG08, VGG38, VGG38 BN / RC / BN+RC
     cifarnets gradflow vgg68 --compare --act sigmoid --out sig.png
     cifarnets plot runs/vgg08 runs/vgg38 --out figures/   # curves, gradient flow, results table
+    cifarnets plot runs/seed001 --results results/seed001.json   # a sweep: also a committed result file
+    cifarnets compare runs/seed001 vgg38_bn vgg38_bn_rc    # do two cells differ beyond their seeds' spread?
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from typing import Any
 
 from ._common import UsageError, add_model_arguments, model_kwargs
 
+# The numbers `cifarnets compare` can compare (train.results.GROUP_METRICS, without importing torch here).
+GROUP_METRIC_NAMES = ("final_val_acc", "best_val_acc", "test_acc", "final_train_loss", "final_val_loss",
+                      "grad_ratio", "final_train_acc")
+
 __all__ = ["register"]
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add the ``gradflow`` and ``plot`` subcommands to `sub`."""
+    """Add the ``gradflow``, ``plot`` and ``compare`` subcommands to `sub`."""
     p = sub.add_parser(
         "gradflow", help="gradient flow of a network at initialisation (the VGG38 reports' Figs. 2, 3, 5)",
         description="Mean |dL/dW| of every conv and linear layer after one forward/backward pass on a batch of "
@@ -55,7 +61,25 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--out", "-o", type=Path, metavar="DIR",
                    help="folder for the pictures and tables (required for run folders; default DIR/plots for a sweep)")
     p.add_argument("--title", default=None, help="title of the curves figure")
+    p.add_argument("--results", type=Path, metavar="JSON", default=None,
+                   help="a sweep folder only: also write its measured numbers (per cell group: n, mean, standard "
+                        "deviation, min-max, 95%% interval; the sweep's measurement.json, if any: date, machine, "
+                        "CPU seconds, wall time, load average) to JSON and the same path with .md")
     p.set_defaults(handler=_plot)
+
+    p = sub.add_parser(
+        "compare", help="do two cells (or runs) differ beyond their seed-to-seed spread?",
+        description="For each pair of the given groups of runs: their n, mean and standard deviation of the metric, "
+                    "Welch's t-test p-value (two-sided, unequal variances) and whether their 95%% t intervals "
+                    "overlap. A group is a run folder (one run), a sweep's DIR/CELL, or, after a sweep folder, a "
+                    "CELL: a folder name, a seed group (the folder name without _seed-N: every seed) or a label. "
+                    "With one run in a group no spread can be measured, and the command says so.",
+    )
+    p.add_argument("groups", metavar="RUN_OR_GROUP", nargs="+",
+                   help="run folders or DIR/CELL, or a sweep folder followed by two or more cell names")
+    p.add_argument("--metric", default="best_val_acc", choices=sorted(GROUP_METRIC_NAMES),
+                   help="the number to compare (default best_val_acc; grad_ratio is compared on log10)")
+    p.set_defaults(handler=_compare)
 
 
 # ---------------------------------------------------------------- gradflow
@@ -111,14 +135,18 @@ def _slug(name: str) -> str:
 
 def _plot(args: argparse.Namespace) -> int:
     if len(args.runs) == 1 and (args.runs[0] / "grid.toml").is_file():
-        from ..sweep import plot_sweep, sweep_table
+        from ..sweep import plot_sweep, sweep_table, write_results
 
         written = plot_sweep(args.runs[0], args.out, title=args.title)
+        if args.results is not None:
+            written += write_results(args.runs[0], args.results)
         print(sweep_table(args.runs[0]).to_markdown())
         print()
         for path in written:
             print(f"wrote {path}")
         return 0
+    if args.results is not None:
+        raise UsageError("--results writes a sweep's result file: give one sweep folder (with grid.toml)")
     if args.out is None:
         raise UsageError("give --out DIR for the pictures (only a sweep folder has a default, DIR/plots)")
     from .. import plots
@@ -149,3 +177,51 @@ def _plot(args: argparse.Namespace) -> int:
     for note in skipped:
         print(f"skipped {note}")
     return 0
+
+
+# ---------------------------------------------------------------- compare
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..sweep import compare_groups, resolve_group
+
+    specs = [Path(g) for g in args.groups]
+    if (specs[0] / "grid.toml").is_file() and len(specs) > 1 and not (specs[1] / "history.json").is_file() \
+            and not (specs[1].parent / "grid.toml").is_file():
+        groups = [resolve_group(str(name), specs[0]) for name in args.groups[1:]]
+    else:
+        groups = [resolve_group(spec) for spec in specs]
+    if len(groups) < 2:
+        raise UsageError("compare needs two groups at least: two run folders, or a sweep folder and two cell names")
+    metric = args.metric
+    geometric = metric == "grad_ratio"
+    for (label_a, a), (label_b, b) in ((groups[i], groups[j]) for i in range(len(groups))
+                                       for j in range(i + 1, len(groups))):
+        test = compare_groups(a, b, metric)
+        print(f"{metric}: {label_a} against {label_b}")
+        for label, spread in ((label_a, test.a), (label_b, test.b)):
+            print(f"  {label}: {_spread_line(spread, geometric)}")
+        if test.p is not None:
+            verdict = "differ beyond their spread" if test.p < 0.05 else "do not differ beyond their spread"
+            print(f"  Welch's t-test{' on log10' if geometric else ''}: t = {test.t:.3g}, df = {test.df:.3g}, "
+                  f"p = {test.p:.3g}: they {verdict} (at 5 %)")
+        else:
+            print(f"  no test: {test.reason}")
+        if test.overlap is not None:
+            print(f"  95 % intervals {'overlap' if test.overlap else 'do not overlap'}")
+        else:
+            print("  95 % intervals: need 3 runs or more in each group")
+    return 0
+
+
+def _spread_line(spread: Any, geometric: bool) -> str:
+    if spread is None:
+        return "no value"
+    fmt = (lambda v: f"{v:.3g}") if geometric else (lambda v: f"{v:.4g}")
+    line = f"n = {spread.n}, {'geometric mean' if geometric else 'mean'} {fmt(spread.mean)}"
+    if spread.std is None:
+        return line + " (one run: no spread can be measured)"
+    line += f", {'geometric std (factor)' if geometric else 'std'} {fmt(spread.std)}"
+    line += f", min–max {fmt(spread.min)}–{fmt(spread.max)}"
+    if spread.interval is not None:
+        line += f", 95 % interval {fmt(spread.interval[0])}–{fmt(spread.interval[1])}"
+    return line

@@ -6,7 +6,8 @@ cells; `run` trains each into an ordinary run folder under one sweep folder, ski
 finished cells and resuming interrupted ones, with the ``local`` engine (this process, or
 ``parallel=N`` worker processes pinned to GPUs) or the ``ray`` engine (Ray Tune: a cluster,
 fractional GPUs, retries, ASHA and Optuna). `sweep_table` and `plot_sweep` put the measured
-numbers beside the report's published ones.
+numbers beside the report's published ones; a grid's ``seeds = N`` trains every cell N times,
+and the table reports each cell's spread over its seeds.
 
     >>> from cifarnets.sweep import parse_grid
     >>> grid = parse_grid('''
@@ -27,12 +28,11 @@ numbers beside the report's published ones.
 from .api import ENGINES, SweepResult, load_sweep, run
 from .cell import CellOutcome, cell_status, run_cell
 from .grid import GRID_FILE, Cell, Grid, GridError, cell_name, grid_to_toml, load_grid, parse_grid
-from .report import SweepTable, grad_ratio, plot_sweep, sweep_table
+from .report import SweepTable, compare_groups, grad_ratio, plot_sweep, resolve_group, sweep_table, write_results
 from .search import SearchSpace, parse_search
 
 __all__ = [
     "ENGINES", "GRID_FILE", "Cell", "CellOutcome", "Grid", "GridError", "SearchSpace", "SweepResult", "SweepTable",
-    "cell_name", "cell_status", "grad_ratio", "grid_to_toml", "load_grid", "load_sweep", "parse_grid", "parse_search",
-    "plot_sweep",
-    "run", "run_cell", "sweep_table",
+    "cell_name", "cell_status", "compare_groups", "grad_ratio", "grid_to_toml", "load_grid", "load_sweep",
+    "parse_grid", "parse_search", "plot_sweep", "resolve_group", "run", "run_cell", "sweep_table", "write_results",
 ]

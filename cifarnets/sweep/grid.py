@@ -36,6 +36,10 @@ A cell's keys are the `cifarnets train` options with underscores: the model and 
 ``prose_only`` (a setting the report mentions only in its prose) and ``published`` (the
 report's numbers for it, shown beside the measured ones by ``cifarnets plot``).
 
+Seeds: ``seeds = 3`` (in ``[base]`` or a cell) trains the cell with ``seed`` = 0, 1, 2 into
+``NAME_seed-0`` .. ``NAME_seed-2``, as a ``seed`` axis does with the seeds it lists; cells that
+differ only by seed form one seed group (`Cell.seed_group`, one label), reported as one row.
+
 `load_grid` reports every unknown key and bad value, naming the cell, before any training.
 """
 
@@ -60,7 +64,7 @@ __all__ = [
 GRID_FILE = "grid.toml"
 """The copy of the grid a sweep keeps in its folder (what ``cifarnets plot DIR`` reads)."""
 
-META_KEYS = ("label", "name", "group", "note", "prose_only", "published")
+META_KEYS = ("label", "name", "group", "note", "prose_only", "published", "seeds")
 # TrainConfig fields a grid may not set: the sweep owns the run folder; quiet is a runtime choice.
 _NOT_IN_GRID = {"out_dir": "the sweep puts every cell in DIR/CELL (choose DIR with --out)",
                 "extra": "not a training option", "quiet": "a runtime choice (the sweep sets it)",
@@ -86,6 +90,8 @@ class Cell:
         train: `TrainConfig` keywords (without ``out_dir``).
         settings: every key of the cell as the grid gave it (for tables and matching).
         published: the report's numbers for this cell (``{}`` if none).
+        seed_group: the name of the cell's seed group: its folder name without ``_seed-N``
+            (cells that differ only by their seed share it; the folder name itself otherwise).
     """
 
     name: str
@@ -99,6 +105,12 @@ class Cell:
     group: str = ""
     note: str = ""
     prose_only: bool = False
+    seed_group: str = ""
+
+    @property
+    def group_name(self) -> str:
+        """The seed group this cell belongs to (its own name for a cell stored before seed groups)."""
+        return self.seed_group or self.name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -271,6 +283,9 @@ def parse_grid(text: str, *, path: Optional[str] = None, max_cells: int = MAX_CE
         own_keys = [k for k in entry if k not in META_KEYS]
         raw_cells.append(({**base, **entry}, own_keys, f"[[cells]] #{i}"))
 
+    raw_cells = _expand_seeds(raw_cells, problems, max_cells)
+    if problems:
+        raise GridError(f"{where}: " + "; ".join(problems))
     cells: list[Cell] = []
     by_problem: dict[str, list[str]] = {}  # the same mistake in every cell is reported once
     for settings, own_keys, origin in raw_cells:
@@ -298,6 +313,31 @@ def parse_grid(text: str, *, path: Optional[str] = None, max_cells: int = MAX_CE
     return Grid(cells=tuple(cells), base=dict(base), axes={k: list(v) for k, v in axes.items()},
                 title=str(meta.get("title", "")), report=str(meta.get("report", "")), note=str(meta.get("note", "")),
                 text=text, path=path)
+
+
+def _expand_seeds(raw_cells: list[tuple[dict[str, Any], list[str], str]], problems: list[str],
+                  max_cells: int) -> list[tuple[dict[str, Any], list[str], str]]:
+    """Each cell with ``seeds = N`` becomes N cells with ``seed`` = 0 .. N-1 (a seed group)."""
+    out: list[tuple[dict[str, Any], list[str], str]] = []
+    for settings, own_keys, origin in raw_cells:
+        if "seeds" not in settings:
+            out.append((settings, own_keys, origin))
+            continue
+        n = settings["seeds"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            problems.append(f"{origin}: seeds must be a positive integer (seeds = 3 trains seed 0, 1, 2); got {n!r}")
+            continue
+        if "seed" in settings:
+            problems.append(f"{origin}: both seeds = {n} and seed = {_toml(settings['seed'])}; seeds = N trains "
+                            "seed 0 .. N-1, so keep one (or list the seeds as an axis: seed = [0, 1, 2])")
+            continue
+        if len(out) + n > max_cells:
+            problems.append(f"{origin}: seeds = {n} makes more than the limit of {max_cells:,} cells; fewer seeds, "
+                            "or raise the limit (cifarnets sweep --max-cells N)")
+            return out
+        for seed in range(n):
+            out.append(({**settings, "seed": seed}, [*own_keys, "seed"], f"{origin}, seed {seed}"))
+    return out
 
 
 def _attach_published(cells: list[Cell], entries: Any, problems: list[str]) -> list[Cell]:
@@ -360,17 +400,21 @@ def make_cell(settings: dict[str, Any], own_keys: list[str]) -> Cell:
         problems += _check_model_values(spec.model, spec.flags)
     if problems or spec is None:
         raise GridError("; ".join(problems), problems)
-    name = settings.get("name") or cell_name(settings, own_keys)
+    # A seed goes last in the folder name, so the seeds of one setting sort together and their
+    # group's name is the folder name without "_seed-N".
+    varied = [k for k in own_keys if k != "seed"]
+    group_name = settings.get("name") or cell_name(settings, varied)
+    name = f"{group_name}_seed-{_value_text(settings['seed'])}" if "seed" in own_keys else group_name
     if not _NAME_RE.match(name) or name.startswith("_"):
         raise GridError(f"cell name {name!r} is not a usable folder name (letters, digits, . _ + = -; not starting "
                         "with _ or .)")
     data = {k: v for k, v in options.items() if k in OPTIONS and OPTIONS[k].part == "data"}
     train = {OPTIONS[k].target: (list(v) if isinstance(v, list) else v) for k, v in options.items()
              if k in OPTIONS and OPTIONS[k].part == "train"}
-    return Cell(name=name, label=settings.get("label") or name, model=spec.model, model_kwargs=dict(spec.flags),
+    return Cell(name=name, label=settings.get("label") or group_name, model=spec.model, model_kwargs=dict(spec.flags),
                 data=data, train=train, settings={k: v for k, v in settings.items() if k != "published"},
                 published=dict(published), group=str(settings.get("group", "")), note=str(settings.get("note", "")),
-                prose_only=bool(settings.get("prose_only", False)))
+                prose_only=bool(settings.get("prose_only", False)), seed_group=group_name)
 
 
 def _check_model_values(model: str, model_kwargs: Mapping[str, Any]) -> list[str]:

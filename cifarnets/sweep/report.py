@@ -9,127 +9,61 @@ acc`` with its epoch, and the test accuracy of the kept (best) checkpoint.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-from dataclasses import dataclass
+import datetime
+import json
+import os
+import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from .._utils import PathLike, atomic_write, markdown_table
-from ..errors import CheckpointError
+from .._utils import PathLike, atomic_write
+from ..errors import CheckpointError, ConfigError, RunNotFoundError
 from ..train import History
+from ..train.results import ResultRow, ResultsTable, grad_ratio, result_row
+from ..train.stats import WelchTest, welch_test
 from .api import load_sweep
 from .cell import cell_status
 from .grid import Cell, Grid
 
-__all__ = ["SweepTable", "plot_sweep", "sweep_table"]
+__all__ = ["MEASUREMENT_FILE", "SweepTable", "compare_groups", "grad_ratio", "plot_sweep", "resolve_group",
+           "sweep_table", "write_results"]
 
-_MEASURED = [
-    ("final train loss", "final_train_loss"), ("final train acc", "final_train_acc"),
-    ("final val loss", "final_val_loss"), ("final val acc", "final_val_acc"),
-    ("best val acc", "best_val_acc"), ("best epoch", "best_epoch"), ("test acc (best ckpt)", "test_acc"),
-    ("grad first/last", "grad_ratio"), ("s/epoch", "seconds_per_epoch"),
-]
+#: What ``benchmarks/record_results.py`` writes into a sweep folder: how long the sweep took, on what machine.
+MEASUREMENT_FILE = "measurement.json"
 
+SweepTable = ResultsTable  # kept name: a sweep's table is the results table with the cells' columns
 
-def grad_ratio(history: History) -> Optional[float]:
-    """Mean |grad| of the first weight layer over the last, averaged over epochs (about 1e-12 and
-    below: the gradient vanished, as in plain VGG38 of the VGG38 BN/RC report's Figs. 2, 3 and 5)."""
-    layers = history.grad_flow_layers()
-    if len(layers) < 2:
-        return None
-    ratios = [e.grad_flow[layers[0]] / e.grad_flow[layers[-1]] for e in history.epochs
-              if e.grad_flow and e.grad_flow.get(layers[-1], 0) > 0 and layers[0] in e.grad_flow]
-    return sum(ratios) / len(ratios) if ratios else None
+_MEASURED = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc", "best_val_acc", "best_epoch",
+             "test_acc", "grad_ratio", "seconds_per_epoch")
 
 
-def _row(cell: Cell, history: Optional[History], status: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"cell": cell.label + (" (prose only)" if cell.prose_only else ""), "folder": cell.name,
-                           "group": cell.group, "status": status}
+def _sweep_row(cell: Cell, history: Optional[History], status: str) -> ResultRow:
+    extra: dict[str, Any] = {"cell": cell.label + (" (prose only)" if cell.prose_only else ""), "folder": cell.name,
+                             "status": status}
+    if cell.group:
+        extra["group"] = cell.group
+    extra.update({f"published_{k}": v for k, v in cell.published.items()})
     if history is None or not history.epochs:
-        return row
-    last = history.epochs[-1]
-    best = history.best()
-    times = [e.epoch_seconds for e in history.epochs if e.epoch_seconds is not None and math.isfinite(e.epoch_seconds)]
-    row.update(
-        params=history.params, epochs=len(history.epochs),
-        final_train_loss=last.train_loss, final_train_acc=last.train_acc, final_val_loss=last.val_loss,
-        final_val_acc=last.val_acc, best_val_acc=best.val_acc if best is not None else None,
-        best_epoch=history.best_epoch, test_acc=history.test.get("acc") if history.test else None,
-        grad_ratio=grad_ratio(history), seconds_per_epoch=sum(times) / len(times) if times else None,
-    )
-    return row
+        return ResultRow(run=cell.label, model=cell.model, params=history.params if history else 0, lr=None,
+                         best_epoch=None, train_loss=None, train_acc=None, val_loss=None, val_acc=None,
+                         test_loss=None, test_acc=None, seconds_per_epoch=None, params_per_point=None,
+                         seed=cell.train.get("seed"), group=cell.group_name, extra=extra)
+    return result_row(history, group=cell.group_name, extra=extra)
 
 
-@dataclass(frozen=True)
-class SweepTable:
-    """Rows (one dict per cell) and the published keys that appear in the grid."""
-
-    title: str
-    rows: tuple[dict[str, Any], ...]
-    published_keys: tuple[str, ...]
-    note: str = ""
-
-    def columns(self) -> list[tuple[str, str]]:
-        cols = [("cell", "cell")]
-        if any(r.get("group") for r in self.rows):
-            cols.append(("group", "group"))
-        cols += [("status", "status"), ("params", "params"), ("epochs", "epochs"), *_MEASURED]
-        cols += [(f"published {k.replace('_', ' ')}", f"published_{k}") for k in self.published_keys]
-        return cols
-
-    def to_markdown(self) -> str:
-        cols = self.columns()
-        rows = [[_fmt(key, r.get(key)) for _, key in cols] for r in self.rows]
-        right = [key not in ("cell", "group", "status") for _, key in cols]
-        text = markdown_table([h for h, _ in cols], rows, right)
-        head = f"### {self.title}\n\n" if self.title else ""
-        tail = f"\n\n{self.note}" if self.note else ""
-        return head + text + tail
-
-    def to_csv(self) -> str:
-        cols = [("folder", "folder"), *self.columns()]
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([key for _, key in cols])
-        for r in self.rows:
-            writer.writerow(["" if r.get(key) is None else r.get(key) for _, key in cols])
-        return buf.getvalue()
-
-    def save(self, path: PathLike) -> Path:
-        path = Path(path)
-        text = self.to_csv() if path.suffix == ".csv" else self.to_markdown() + "\n"
-        return atomic_write(path, text)
-
-
-def _fmt(key: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if key == "params":
-        return f"{value:,}"
-    if isinstance(value, bool) or isinstance(value, int) or isinstance(value, str):
-        return str(value)
-    if key == "grad_ratio":
-        return f"{value:.2g}"
-    if "loss" in key:
-        return f"{value:.4f}"
-    return f"{value:.2f}"
-
-
-def sweep_table(out: PathLike) -> SweepTable:
+def sweep_table(out: PathLike) -> ResultsTable:
     """The results table of the sweep folder `out`: every cell that has run, measured and published.
+
+    Rows are `ResultRow`s that read like dicts (``row["final_val_acc"]``, ``row["folder"]``,
+    ``row["published_val_acc"]``); `ResultsTable.groups` puts the seeds of a cell together
+    (n, mean, standard deviation, min-max, 95 % interval, published inside or not), and
+    `ResultsTable.to_data` gives both as plain data.
 
     Example:
         print(sweep_table("runs/seed001").to_markdown())   # after a sweep into runs/seed001
     """
     out = Path(out)
     grid, cells = load_sweep(out)
-    keys: list[str] = []
-    for c in grid.cells:
-        for k in c.published:
-            if k not in keys:
-                keys.append(k)
     rows = []
     for cell in cells:
         try:
@@ -137,16 +71,107 @@ def sweep_table(out: PathLike) -> SweepTable:
         except (FileNotFoundError, CheckpointError):
             history = None
         status = cell_status(out, cell.name).get("status", "done" if history and history.test else "?")
-        row = _row(cell, history, status)
-        row.update({f"published_{k}": v for k, v in cell.published.items()})
-        rows.append(row)
-    return SweepTable(title=_title(grid), rows=tuple(rows), published_keys=tuple(keys), note=grid.note)
+        rows.append(_sweep_row(cell, history, status))
+    columns = ["cell"]
+    if any("group" in r.extra for r in rows):
+        columns.append("group")
+    if any(c.seed_group and c.seed_group != c.name for c in cells):
+        columns.append("seed")
+    columns += ["status", "params", "epochs", *_MEASURED]
+    table = ResultsTable(tuple(rows), title=_title(grid), note=grid.note)
+    columns += [f"published_{k}" for k in table.published_keys]
+    return ResultsTable(tuple(rows), title=_title(grid), note=grid.note, columns=tuple(columns),
+                        headers={"test_acc": "test acc (best ckpt)"})
 
 
 def _title(grid: Grid) -> str:
     if grid.title and grid.report:
         return f"{grid.title} ({grid.report})"
     return grid.title or grid.report
+
+
+def write_results(out: PathLike, path: PathLike) -> list[Path]:
+    """The sweep's measured numbers as a committed result file: `path` (JSON) and the same with ``.md``.
+
+    The JSON holds the grid, per seed group the statistics of `sweep_table` and every run's
+    row, the seeds, the date the file was made, and how the sweep was measured when the sweep
+    folder has a ``measurement.json`` (``benchmarks/record_results.py``: date, machine, torch
+    version, CPU seconds, wall time, load average); otherwise the machine this runs on.
+    """
+    import torch
+
+    out, path = Path(out), Path(path)
+    if path.suffix.lower() != ".json":
+        raise ConfigError(f"the result file {str(path)!r} must end in .json (the .md table is written beside it); "
+                          "e.g. --results results/NAME.json")
+    grid, _ = load_sweep(out)
+    table = sweep_table(out)
+    measurement: dict[str, Any] = {}
+    if (out / MEASUREMENT_FILE).is_file():
+        measurement = json.loads((out / MEASUREMENT_FILE).read_text())
+    machine = measurement.get("machine") or {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                             "python": platform.python_version(), "torch": torch.__version__}
+    seeds = sorted({r.seed for r in table.rows if r.seed is not None})
+    record = {
+        "grid": Path(grid.path).name if grid.path else "", "title": grid.title, "report": grid.report,
+        "written": datetime.date.today().isoformat(), "date": measurement.get("date"), "machine": machine,
+        "seeds": seeds, "command": measurement.get("command"), "cpu_seconds": measurement.get("cpu_seconds"),
+        "wall_seconds": measurement.get("wall_seconds"), "load_average_start": measurement.get("load_average_start"),
+        "load_average_end": measurement.get("load_average_end"),
+        "statistics": "mean and sample standard deviation over seeds; interval: 95 % Student-t interval of the mean "
+                      "(n >= 3); grad_ratio: geometric mean, geometric standard deviation (a factor) and the interval "
+                      "of log10 taken back",
+        **table.to_data(),
+    }
+    written = [atomic_write(path, json.dumps(record, indent=1, allow_nan=False, default=str) + "\n")]
+    cost = ""
+    if record["cpu_seconds"] is not None:
+        cost = (f"Measured {record['date']} on {machine.get('platform')} ({machine.get('cpu_count')} CPUs), torch "
+                f"{machine.get('torch')}: {record['cpu_seconds']:,.0f} CPU-seconds (user + system, the sweep and its "
+                f"workers), {record['wall_seconds']:,.0f} s wall, load average {_load(record['load_average_start'])} "
+                f"at the start and {_load(record['load_average_end'])} at the end; seeds "
+                f"{', '.join(map(str, seeds))}.\n\n`{' '.join(record['command'] or [])}`\n\n")
+    text = f"<!-- written by `cifarnets plot {out} --results {path}`; do not edit -->\n\n{cost}{table.to_markdown()}\n"
+    written.append(atomic_write(path.with_suffix(".md"), text))
+    return written
+
+
+def _load(values: Optional[Sequence[float]]) -> str:
+    return "–" if not values else " / ".join(f"{v:.2f}" for v in values)
+
+
+# ---------------------------------------------------------------------- comparing groups
+
+
+def resolve_group(spec: PathLike, sweep: Optional[PathLike] = None) -> tuple[str, list[ResultRow]]:
+    """The runs one argument of ``cifarnets compare`` names, with a label for them.
+
+    `spec` is a run folder (one run), a sweep's ``DIR/NAME`` or, with `sweep`, a ``NAME`` in it,
+    where NAME is a cell's folder, its seed group (the folder without ``_seed-N``: all its seeds)
+    or its label. Raises `RunNotFoundError` naming what there is.
+    """
+    path = Path(spec)
+    if sweep is None and (path / "history.json").is_file() and not (path.parent / "grid.toml").is_file():
+        row = result_row(History.load(path), group=str(path))
+        return str(path), [row]
+    folder, name = (Path(sweep), str(spec)) if sweep is not None else (path.parent, path.name)
+    if not (folder / "grid.toml").is_file():
+        raise RunNotFoundError(f"{spec} is neither a run folder (with history.json) nor DIR/CELL of a sweep folder; "
+                               "give run folders, or a sweep folder and cell names")
+    table = sweep_table(folder)
+    chosen = [r for r in table.rows if name in (r.extra.get("folder"), r.group, r.extra.get("cell"))]
+    chosen = [r for r in chosen if r.epochs]
+    if not chosen:
+        names = sorted({r.group for r in table.rows})
+        raise RunNotFoundError(f"no trained cell {name!r} in the sweep {folder}; its cell groups: {', '.join(names)} "
+                               "(or a folder name, or a label)")
+    return str(chosen[0].extra.get("cell", name)), chosen
+
+
+def compare_groups(a: Sequence[ResultRow], b: Sequence[ResultRow], metric: str = "best_val_acc") -> WelchTest:
+    """Whether two groups of runs differ in `metric` beyond their seed-to-seed spread (Welch's t-test,
+    and whether their 95 % intervals overlap); geometric for the gradient ratio."""
+    return welch_test([r[metric] for r in a], [r[metric] for r in b], geometric=metric == "grad_ratio")
 
 
 def plot_sweep(out: PathLike, plot_dir: Optional[PathLike] = None, *, title: Optional[str] = None) -> list[Path]:

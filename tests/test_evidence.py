@@ -1,0 +1,306 @@
+"""Seeds as a grid axis, the spread of a cell over its seeds, `cifarnets compare`, and the committed
+result files that README quotes. Everything here is built from tiny histories in code: no training."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from cifarnets.cli import main
+from cifarnets.errors import ConfigError, RunNotFoundError
+from cifarnets.sweep import compare_groups, parse_grid, resolve_group, sweep_table, write_results
+from cifarnets.train import results_table
+from cifarnets.train.history import EpochRecord, History
+from cifarnets.train.stats import student_t_cdf, student_t_quantile, summarize, welch_test
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- the statistics, by hand
+
+
+@pytest.mark.parametrize("df, quantile", [(1, 12.706205), (2, 4.302653), (4, 2.776445), (30, 2.042272)])
+def test_t_quantiles_are_the_tables(df, quantile):
+    assert student_t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-5)
+    assert student_t_cdf(quantile, df) == pytest.approx(0.975, abs=1e-6)  # the quantile is rounded
+    assert student_t_quantile(0.025, df) == pytest.approx(-quantile, abs=1e-5)
+
+
+def test_t_cdf_of_one_degree_is_the_cauchy():
+    for t in (-3.0, -0.5, 0.0, 0.7, 5.0):
+        assert student_t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+
+
+def test_summary_of_three_values():
+    s = summarize([44.0, 40.0, 42.0])
+    assert (s.n, s.mean, s.std, s.min, s.max) == (3, 42.0, 2.0, 40.0, 44.0)
+    half = 4.302653 * 2.0 / math.sqrt(3)  # t(0.975, 2) * std / sqrt(n)
+    assert s.interval == pytest.approx((42.0 - half, 42.0 + half), abs=1e-5)
+    assert s.text() == "42.00 ± 2.00"
+
+
+def test_two_runs_have_a_spread_but_no_interval_and_one_run_neither():
+    two = summarize([1.0, 3.0])
+    assert two.std == pytest.approx(math.sqrt(2.0)) and two.interval is None
+    one = summarize([5.0, None, float("nan")])
+    assert (one.n, one.std, one.interval) == (1, None, None)
+    assert summarize([None]) is None
+
+
+def test_the_gradient_ratio_is_summarised_geometrically():
+    g = summarize([1e-9, 1e-7, 1e-8], geometric=True)
+    assert g.mean == pytest.approx(1e-8) and g.std == pytest.approx(10.0)  # log10 values -9, -7, -8: std 1
+    half = 4.302653 / math.sqrt(3)
+    assert g.interval == pytest.approx((10 ** (-8 - half), 10 ** (-8 + half)), rel=1e-4)
+    assert summarize([1e-9, 1e-7, 1e-8]).mean == pytest.approx(3.7e-8)  # the arithmetic mean: the largest decides
+    assert g.text() == "1e-08 ×/÷ 10"
+
+
+def test_published_inside_or_outside_the_spread():
+    s = summarize([40.0, 42.0, 44.0])  # min-max 40-44, interval about 37.0-47.0
+    assert s.contains(41.0) == {"inside_min_max": True, "inside_interval": True}
+    assert s.contains(46.0) == {"inside_min_max": False, "inside_interval": True}
+    assert s.contains(48.0) == {"inside_min_max": False, "inside_interval": False}
+    assert summarize([40.0, 44.0]).contains(41.0) == {"inside_min_max": True, "inside_interval": None}
+
+
+def test_welch_test_by_hand():
+    # [1, 2, 3] against [4, 5, 6]: difference -3, standard error sqrt(1/3 + 1/3), df 4.
+    w = welch_test([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert w.t == pytest.approx(-3.674235, abs=1e-6) and w.df == pytest.approx(4.0)
+    assert w.p == pytest.approx(0.021312, abs=1e-6)
+    # 95 % intervals 2 -+ 2.48 and 5 -+ 2.48 overlap although p < 0.05: overlap is the stricter test.
+    assert w.overlap is True
+    # Unequal sizes and variances: var 13/3 and 0.5/2, Welch-Satterthwaite df 2.2226.
+    w = welch_test([40.0, 42.0, 47.0], [30.0, 31.0])
+    assert w.t == pytest.approx(5.838742, abs=1e-6) and w.df == pytest.approx(2.222630, abs=1e-6)
+    assert w.p == pytest.approx(0.021875, abs=1e-6)
+    assert w.overlap is None  # the second group has no interval (n = 2)
+
+
+def test_welch_test_agrees_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    a, b = [0.31, 0.29, 0.35, 0.30], [0.36, 0.41, 0.33]
+    ours, theirs = welch_test(a, b), stats.ttest_ind(a, b, equal_var=False)
+    assert ours.t == pytest.approx(theirs.statistic, rel=1e-9) and ours.p == pytest.approx(theirs.pvalue, rel=1e-7)
+
+
+def test_welch_test_needs_two_runs_and_some_spread():
+    one = welch_test([40.0], [41.0, 43.0])
+    assert one.p is None and "no spread can be measured" in one.reason
+    flat = welch_test([10.0, 10.0, 10.0], [10.0, 10.0])
+    assert flat.p is None and "they are equal" in flat.reason
+    close = welch_test([40.0, 42.0, 44.0], [41.0, 43.0, 45.0])
+    assert close.p > 0.5 and close.overlap is True
+
+
+# ---------------------------------------------------------------- seeds in a grid
+
+GRID = """
+[grid]
+title = "seeds"
+
+[base]
+model = "vgg08"
+dataset = "synthetic"
+epochs = 1
+seeds = 3
+
+[[cells]]
+label = "plain"
+
+[[cells]]
+label = "BN"
+bn = true
+seeds = 2
+
+[[published]]
+match = { bn = true }
+val_acc = 47.5
+"""
+
+
+def test_seeds_make_groups_with_one_label_and_numbered_folders():
+    grid = parse_grid(GRID)
+    assert [(c.name, c.label, c.seed_group, c.train["seed"]) for c in grid.cells] == [
+        ("vgg08_seed-0", "plain", "vgg08", 0), ("vgg08_seed-1", "plain", "vgg08", 1),
+        ("vgg08_seed-2", "plain", "vgg08", 2), ("vgg08_bn_seed-0", "BN", "vgg08_bn", 0),
+        ("vgg08_bn_seed-1", "BN", "vgg08_bn", 1)]
+    assert all(c.published == {"val_acc": 47.5} for c in grid.cells if c.label == "BN")
+
+
+def test_a_seed_axis_is_a_group_too_and_the_seed_goes_last_in_the_name():
+    grid = parse_grid('[base]\nmodel = "vgg08"\ndataset = "synthetic"\n[axes]\nseed = [0, 1]\nlr = [0.1, 0.01]\n')
+    assert [c.name for c in grid.cells] == ["vgg08_lr-0.1_seed-0", "vgg08_lr-0.01_seed-0", "vgg08_lr-0.1_seed-1",
+                                            "vgg08_lr-0.01_seed-1"]
+    assert {c.seed_group for c in grid.cells} == {"vgg08_lr-0.1", "vgg08_lr-0.01"}
+    assert grid.cells[0].label == grid.cells[2].label == "vgg08_lr-0.1"
+    plain = parse_grid('[base]\nmodel = "vgg08"\ndataset = "synthetic"\nseed = 4\n')
+    assert [(c.name, c.seed_group) for c in plain.cells] == [("vgg08", "vgg08")]  # a base seed sets nothing apart
+
+
+@pytest.mark.parametrize("text, message", [
+    ('seeds = 2\nseed = 1\n', "both seeds = 2 and seed = 1"),
+    ('seeds = 0\n', "seeds must be a positive integer"),
+    ('seeds = "3"\n', "seeds must be a positive integer"),
+    ('seeds = 20\n', "more than the limit of 10"),
+])
+def test_bad_seeds_are_refused_before_anything_trains(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid('[base]\nmodel = "vgg08"\ndataset = "synthetic"\n' + text, max_cells=10)
+    with pytest.raises(ConfigError, match="cannot vary 'seeds'"):
+        parse_grid('[base]\nmodel = "vgg08"\ndataset = "synthetic"\n[axes]\nseeds = [1, 2]\n')
+
+
+# ---------------------------------------------------------------- a sweep folder without training
+
+
+def history(val_accs, *, seed, test=None, ratio=1e-3, model="vgg08", **kwargs) -> History:
+    epochs = [EpochRecord(epoch=e, train_loss=2.0 / e, train_acc=v - 1, val_loss=2.2 / e, val_acc=v, lr=1e-3,
+                          epoch_seconds=1.0, grad_flow={"stem.conv": ratio, "head.fc": 1.0})
+              for e, v in enumerate(val_accs, 1)]
+    best = max(epochs, key=lambda r: r.val_acc).epoch
+    return History(model=model, params=100, epochs=epochs, best_epoch=best, config={"seed": seed, "lr": 1e-3},
+                   test={"loss": 1.0, "acc": test if test is not None else val_accs[-1]}, **kwargs)
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """GRID's sweep folder with plain: final val acc 40, 42, 44; BN: 47, 49 (best 50 and 49)."""
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "grid.toml").write_text(GRID)
+    runs = {"vgg08_seed-0": history([30.0, 40.0], seed=0, ratio=1e-9),
+            "vgg08_seed-1": history([31.0, 42.0], seed=1, ratio=1e-7),
+            "vgg08_seed-2": history([32.0, 44.0], seed=2, ratio=1e-8),
+            "vgg08_bn_seed-0": history([50.0, 47.0], seed=0, model_kwargs={"bn": True}),
+            "vgg08_bn_seed-1": history([45.0, 49.0], seed=1, model_kwargs={"bn": True})}
+    for name, h in runs.items():
+        (out / name).mkdir()
+        (out / name / "history.json").write_text(h.to_json())
+    return out
+
+
+def test_sweep_table_groups_the_seeds(sweep):
+    table = sweep_table(sweep)
+    assert [r["folder"] for r in table.rows] == ["vgg08_seed-0", "vgg08_seed-1", "vgg08_seed-2", "vgg08_bn_seed-0",
+                                                 "vgg08_bn_seed-1"]
+    plain, bn = table.groups()
+    assert (plain.label, plain.n, plain.seeds) == ("plain", 3, (0, 1, 2))
+    assert plain.stats["final_val_acc"].mean == 42.0 and plain.stats["final_val_acc"].std == 2.0
+    assert plain.stats["grad_ratio"].geometric and plain.stats["grad_ratio"].mean == pytest.approx(1e-8)
+    assert bn.stats["best_val_acc"].mean == 49.5 and bn.stats["final_val_acc"].interval is None  # n = 2
+    # The report's val_acc is its final epoch's: 47.5 lies inside BN's final 47-49.
+    assert bn.published == {"final_val_acc": {"key": "val_acc", "value": 47.5, "inside_min_max": True,
+                                              "inside_interval": None}}
+    data = table.to_data()
+    assert [g["n"] for g in data["groups"]] == [3, 2] and len(data["runs"]) == 5
+    assert data["groups"][0]["stats"]["final_val_acc"]["std"] == 2.0
+    json.loads(table.to_json())
+
+
+def test_the_markdown_shows_the_groups_spread_then_the_runs(sweep):
+    text = sweep_table(sweep).to_markdown()
+    assert "| plain | final val acc | 3 | 42.00 ± 2.00 | 40.00–44.00 | 37.03–46.97 |" in text
+    assert "| BN | final val acc | 2 | 48.00 ± 1.41 | 47.00–49.00 | – | 47.50 | yes | – |" in text
+    assert "| plain | grad first/last (geometric) | 3 | 1e-08 ×/÷ 10 |" in text
+    assert "| plain | 2 | done |" in text  # the per-run table has the seed column
+
+
+def test_single_runs_that_differ_only_by_seed_are_grouped_too():
+    runs = [history([40.0], seed=0), history([44.0], seed=1), history([40.0], seed=0, model_kwargs={"bn": True})]
+    groups = results_table(runs).groups()
+    assert [(g.label, g.n) for g in groups] == [("vgg08", 2), ("vgg08 bn", 1)]
+    twice = results_table([history([40.0], seed=0), history([44.0], seed=0)])  # one seed twice: two runs, not seeds
+    assert [g.n for g in twice.groups()] == [1, 1] and not twice.has_seed_groups()
+
+
+def test_compare_two_cells_of_a_sweep(sweep, capsys):
+    label_a, a = resolve_group("vgg08", sweep)
+    label_b, b = resolve_group(sweep / "BN")
+    assert (label_a, len(a), label_b, len(b)) == ("plain", 3, "BN", 2)
+    test = compare_groups(a, b, "final_val_acc")  # 40, 42, 44 against 47, 49
+    reference = welch_test([40.0, 42.0, 44.0], [47.0, 49.0])
+    assert test.p == pytest.approx(reference.p) and test.p < 0.05
+    assert main(["compare", str(sweep), "vgg08", "vgg08_bn", "--metric", "final_val_acc"]) == 0
+    printed = capsys.readouterr().out
+    assert "plain: n = 3, mean 42, std 2" in printed and f"p = {test.p:.3g}" in printed
+    assert "95 % intervals: need 3 runs or more" in printed
+
+
+def test_compare_says_when_no_spread_can_be_measured(sweep, capsys):
+    assert main(["compare", str(sweep / "vgg08_seed-0"), str(sweep / "vgg08_bn")]) == 0
+    printed = capsys.readouterr().out
+    assert "one run: no spread can be measured" in printed and "no test:" in printed
+    with pytest.raises(RunNotFoundError, match="its cell groups: vgg08, vgg08_bn"):
+        resolve_group("vgg99", sweep)
+
+
+def test_result_file_holds_the_groups_and_how_they_were_measured(sweep, tmp_path):
+    measurement = {"date": "2026-12-02T15:00:00+00:00", "machine": {"platform": "Linux", "cpu_count": 2,
+                                                                    "torch": "2.x"},
+                   "command": ["cifarnets", "sweep", "g.toml"], "cpu_seconds": 12.5, "wall_seconds": 8.0,
+                   "load_average_start": [1.0, 2.0, 3.0], "load_average_end": [4.0, 5.0, 6.0]}
+    (sweep / "measurement.json").write_text(json.dumps(measurement))
+    path, md = write_results(sweep, tmp_path / "results" / "r.json")
+    data = json.loads(path.read_text())
+    assert data["seeds"] == [0, 1, 2] and data["cpu_seconds"] == 12.5 and data["machine"]["cpu_count"] == 2
+    assert data["groups"][0]["stats"]["best_val_acc"]["mean"] == 42.0
+    assert "12 CPU-seconds" in md.read_text() and "load average 1.00 / 2.00 / 3.00" in md.read_text()
+    with pytest.raises(ConfigError, match="must end in .json"):
+        write_results(sweep, tmp_path / "r.md")
+
+
+# ---------------------------------------------------------------- README quotes the committed result file
+
+
+def _readme_row(grid: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("|") and f"{grid}.toml" in line]
+    assert len(rows) == 1, f"README's budget table has no single row for {grid}.toml"
+    return rows[0]
+
+
+def _quotes_agree(row: str, data: dict) -> None:
+    quoted = re.findall(r"([A-Z][\w+ ]*?) (\d+\.\d) ± (\d+\.\d) \(n = (\d+)\)", row)
+    expected = [(g["label"], f"{g['stats']['best_val_acc']['mean']:.1f}", f"{g['stats']['best_val_acc']['std']:.1f}",
+                 str(g["stats"]["best_val_acc"]["n"])) for g in data["groups"]]
+    assert [(label.strip(), m, s, n) for label, m, s, n in quoted] == expected
+    ratios = re.findall(r"([A-Z][\w+ ]*?) ([\d.]+e-\d+|[\d.]+) ×/÷ ([\d.]+)", row)
+    assert ratios, "README quotes the gradient ratio's geometric mean"
+    by_label = {g["label"]: g["stats"]["grad_ratio"] for g in data["groups"]}
+    for label, mean, factor in ratios:
+        assert (mean, factor) == (f"{by_label[label.strip()]['mean']:.2g}", f"{by_label[label.strip()]['std']:.2g}")
+    assert f"{data['cpu_seconds']:,.0f} CPU-seconds" in row and f"{data['wall_seconds']:,.0f} s wall" in row
+
+
+def test_readme_budget_table_quotes_the_result_file():
+    data = json.loads((ROOT / "results" / "seed001_vgg38_bn_rc_budget.json").read_text())
+    row = _readme_row("seed001_vgg38_bn_rc_budget")
+    _quotes_agree(row, data)
+    assert f"load {data['load_average_start'][0]:.2f}–{data['load_average_end'][0]:.2f}" in row
+
+
+def test_the_result_file_and_its_table_agree():
+    data = json.loads((ROOT / "results" / "seed001_vgg38_bn_rc_budget.json").read_text())
+    table = (ROOT / "results" / "seed001_vgg38_bn_rc_budget.md").read_text()
+    assert data["seeds"] == [0, 1, 2] and all(g["n"] == 3 for g in data["groups"])
+    for g in data["groups"]:
+        s = g["stats"]["best_val_acc"]
+        assert f"| {g['label']} | best val acc | 3 | {s['mean']:.2f} ± {s['std']:.2f} |" in table
+
+
+def test_the_grid_comment_and_the_training_docs_quote_the_result_file_too():
+    data = json.loads((ROOT / "results" / "seed001_vgg38_bn_rc_budget.json").read_text())
+    grid = (ROOT / "examples" / "grids" / "seed001_vgg38_bn_rc_budget.toml").read_text()
+    comment = " ".join(line[2:] for line in grid.splitlines() if line.startswith("# "))
+    _quotes_agree(comment, data)
+    docs = (ROOT / "docs" / "training.md").read_text()
+    for g in data["groups"]:
+        b, t = g["stats"]["best_val_acc"], g["stats"]["test_acc"]
+        assert (f"| {g['label']} | {b['mean']:.1f} ± {b['std']:.1f} ({b['min']:.1f}–{b['max']:.1f}) | "
+                f"{t['mean']:.1f} ± {t['std']:.1f} |") in docs
