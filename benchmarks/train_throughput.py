@@ -36,7 +36,15 @@ measures the load, not the code):
 - (c) discards the batches its workers prefetched while the other variants ran, so that a
   slice does not start with a free queue of ready batches;
 - (b) contains (a): a b/a above 1.02 is reported as a measurement error (exit status 3),
-  never as a result.
+  never as a result;
+- the parts of (b) outside the step (its loader's batches, gradient-flow accumulation, the
+  loss/accuracy writes, the loss check) are each timed alone in every round (`Parts`), as a
+  share of the same round's bare step (``--no-parts`` skips them);
+- the targets (b/a >= 0.97, outside share <= 2 %) are printed as met / not met, and the load
+  average before and after (flagged when above the cores + 0.5).
+
+(a), (c) and the parts run from fit's callback, so at fit's thread count: the benchmark gives
+fit the count its header names (torch's default, or ``--threads``).
 
 Data: the synthetic set (CIFAR-shaped, in memory), so that it runs anywhere. All variants use
 the same model, optimiser (`TrainConfig`'s: Adam), batch size, precision, memory format and
