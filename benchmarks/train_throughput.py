@@ -36,7 +36,15 @@ measures the load, not the code):
 - (c) discards the batches its workers prefetched while the other variants ran, so that a
   slice does not start with a free queue of ready batches;
 - (b) contains (a): a b/a above 1.02 is reported as a measurement error (exit status 3),
-  never as a result.
+  never as a result;
+- the parts of (b) outside the step (its loader's batches, gradient-flow accumulation, the
+  loss/accuracy writes, the loss check) are each timed alone in every round (`Parts`), as a
+  share of the same round's bare step (``--no-parts`` skips them);
+- the targets (b/a >= 0.97, outside share <= 2 %) are printed as met / not met, and the load
+  average before and after (flagged when above the cores + 0.5).
+
+(a), (c) and the parts run from fit's callback, so at fit's thread count: the benchmark gives
+fit the count its header names (torch's default, or ``--threads``).
 
 Data: the synthetic set (CIFAR-shaped, in memory), so that it runs anywhere. All variants use
 the same model, optimiser (`TrainConfig`'s: Adam), batch size, precision, memory format and
@@ -76,8 +84,8 @@ import torch.nn as nn
 
 import cifarnets
 from cifarnets._utils import atomic_write, markdown_table
-from cifarnets.data import load_dataset
-from cifarnets.data.augment import normalize
+from cifarnets.data import load_dataset, make_loaders
+from cifarnets.data.augment import crop_flip, normalize
 from cifarnets.train import History, TrainConfig, build_optimizer, fit
 from cifarnets.train.distributed import resolve_device
 
@@ -91,6 +99,9 @@ MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
 DEFAULT_MODELS = ["vgg08", "vgg38_bn_rc", "resnet18"]
 # (b) contains (a): above this, the figures are wrong, not the code fast.
 PHYSICS_LIMIT = 1.02
+# What fit should cost around the step it contains (the "nothing lost around the step" issue).
+TARGET_FIT_OVER_BARE = 0.97
+TARGET_OUTSIDE = 0.02
 
 
 # ====================================================================== timing probes
@@ -393,6 +404,90 @@ class Customary:
         del self.loader
 
 
+class Parts:
+    """The parts of `fit`'s step outside forward/backward/step, each timed alone on the slice's batches.
+
+    The same calls `fit` makes, on a model of the same build: the training `DeviceLoader` (one
+    epoch: the slice), ``GradientFlowRecorder.accumulate()``, the per-step loss/accuracy writes
+    and one loss check (``fit`` checks every ``check_every`` steps and at an epoch's end: once
+    per slice here). ``crop_flip gather`` is the batch path `DeviceLoader` had before it
+    cropped by row runs (index, `crop_flip`, normalise), kept here for the comparison.
+    ``optimizer.zero_grad`` is not a part: bare and fit both run it inside forward..backward.
+    `slice` returns seconds per step of each part.
+    """
+
+    key = "parts"
+    names = ("batches (DeviceLoader)", "batches, crop_flip gather (before)", "gradient flow accumulate",
+             "loss/accuracy accounting", "loss check")
+
+    def __init__(self, setup: Setup, data) -> None:
+        from cifarnets.analysis import GradientFlowRecorder
+
+        self.setup, cfg = setup, setup.config
+        self.loader = make_loaders(data, setup.batch, device=setup.device, augment=cfg.augment, padding=cfg.padding,
+                                   seed=cfg.seed, channels_last=setup.channels_last).train
+        model = setup.build()
+        model.train()
+        images, labels = next(iter(self.loader))
+        self.logits = model(images)
+        nn.functional.cross_entropy(self.logits, labels).backward()  # .grad for the recorder
+        self.logits, self.labels = self.logits.detach(), labels
+        self.loss = nn.functional.cross_entropy(self.logits, labels).detach()
+        self.recorder = GradientFlowRecorder(model)
+        self.epoch = 0
+
+    def _old_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = self.loader
+        indices, params = loader.epoch_plan(epoch)
+        indices = indices.to(loader.device)
+        params = params.to(loader.device) if params is not None else None
+        for b in range(len(loader)):
+            lo = b * loader.batch_size
+            idx = indices[lo:lo + loader.batch_size]
+            images = loader.data.images.index_select(0, idx)
+            if params is not None:
+                p = params[lo:lo + loader.batch_size]
+                images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=loader.padding)
+            yield loader._normalize(images), loader.data.labels.index_select(0, idx)
+
+    def slice(self) -> dict[str, float]:
+        device, steps, n = self.setup.device, self.setup.steps, len(self.loader)
+        self.epoch += 1
+        step_loss = torch.zeros(steps, dtype=torch.float32, device=device)
+        step_correct = torch.zeros(steps, dtype=torch.int64, device=device)
+
+        def accounting() -> None:
+            sizes = []
+            for step in range(steps):
+                step_loss[step] = self.loss
+                step_correct[step] = (self.logits.argmax(1) == self.labels).sum()
+                sizes.append(self.labels.shape[0])
+
+        def check() -> None:
+            window = step_loss[0:steps]
+            bad = ~torch.isfinite(window) | (window > 23.0)
+            bool(bad.any().to(torch.int32).item())
+
+        work: dict[str, tuple[Callable[[], Any], int]] = {
+            self.names[0]: (lambda: [None for _ in self.loader.batches(self.epoch)], n),
+            self.names[1]: (lambda: [None for _ in self._old_batches(self.epoch)], n),
+            self.names[2]: (lambda: [self.recorder.accumulate() for _ in range(steps)], steps),
+            self.names[3]: (accounting, steps),
+            self.names[4]: (check, steps),
+        }
+        out = {}
+        for name, (fn, per) in (work.items() if self.epoch % 2 else reversed(work.items())):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            out[name] = (time.perf_counter() - start) / per
+        return {name: out[name] for name in self.names}
+
+    def close(self) -> None:
+        pass
+
+
 # ====================================================================== statistics
 
 
@@ -418,7 +513,9 @@ class ModelResult:
     key: str
     params: int
     slice_images: int
+    batch: int = 1
     samples: dict[str, list[Sample]] = field(default_factory=dict)
+    parts: list[dict[str, float]] = field(default_factory=list)  # per round: seconds per step of each part
 
     def rates(self, variant: str) -> list[float]:
         return [s.rate for s in self.samples.get(variant, [])]
@@ -443,22 +540,30 @@ class ModelResult:
             out[key] = s["median"]
         out["measurement_error"] = bool(out["fit_over_bare"] > PHYSICS_LIMIT)
         out["spread"] = spread
+        if self.parts:
+            # Each part per step over the bare step's time per step, in the same round.
+            bare_step = [s.seconds / (s.images / self.batch) for s in self.samples.get("bare", [])]
+            out["parts"] = {name: {"seconds_per_step": _spread([r[name] for r in self.parts]),
+                                   "of_bare_step": _spread([r[name] / b for r, b in zip(self.parts, bare_step)])}
+                            for name in self.parts[0]}
         return out
 
 
 # ====================================================================== (a), (b), (c) interleaved
 
 
-def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: Callable[[str], None]) -> ModelResult:
-    """Warm every variant up, then (b) one `fit` epoch, (a) and (c) from its callback, round after round."""
+def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: Callable[[str], None],
+                  parts: bool = True) -> ModelResult:
+    """Warm every variant up, then (b) one `fit` epoch, (a), (c) and the parts from its callback, round after round."""
     n = setup.slice_images
     data = load_dataset("synthetic", synthetic_sizes=(n, setup.batch), split="none")
     variants: list[Any] = [Bare(setup, data)]
     if customary:
         variants.append(Customary(setup, data))
+    part_probe = Parts(setup, data) if parts else None
     model = setup.build()
     probe = StepProbe(model, setup.device)
-    result = ModelResult(setup.key, cifarnets.count_params(model), n)
+    result = ModelResult(setup.key, cifarnets.count_params(model), n, setup.batch)
     result.samples = {"bare": [], "fit": [], **({"customary": []} if customary else {})}
 
     cpu_start = [0.0]
@@ -476,6 +581,10 @@ def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: 
             sample = variant.slice()
             if measured:
                 result.samples[variant.key].append(sample)
+        if part_probe is not None:
+            timed = part_probe.slice()
+            if measured:
+                result.parts.append(timed)
         if measured:
             i = len(result.samples["fit"])
             parts = "  ".join(f"{k} {v[-1].rate:,.0f}" for k, v in result.samples.items())
@@ -552,10 +661,10 @@ def measure_sweep(key: str, ks: list[int], epochs: int, images: int, batch: int,
 # ====================================================================== report
 
 
-def _fmt(s: dict[str, Any], digits: int = 0, pct: bool = False) -> str:
+def _fmt(s: dict[str, Any], digits: int = 0, pct: bool = False, scale: float = 1.0) -> str:
     if s["n"] == 0:
         return "–"
-    scale, unit = (100.0, " %") if pct else (1.0, "")
+    scale, unit = (100.0, " %") if pct else (scale, "")
     f = (lambda v: f"{v * scale:,.{digits}f}")
     return f"{f(s['median'])}{unit} ({f(s['q1'])}–{f(s['q3'])})"
 
@@ -571,6 +680,42 @@ def results_table(rows: list[dict[str, Any]]) -> str:
                      _fmt(s["fit_over_customary"], 2), _fmt(s["outside_fraction"], 1, pct=True),
                      _fmt(s["bare_outside_fraction"], 1, pct=True), _fmt(s["fit_over_bare_cpu_time"], 3)])
     return markdown_table(headers, body, [False] + [True] * 9)
+
+
+def parts_table(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        for name, f in (r.get("parts") or {}).items():
+            body.append([r["model"], name, _fmt(f["seconds_per_step"], 3, scale=1e3),
+                         _fmt(f["of_bare_step"], 2, pct=True)])
+    return markdown_table(["model", "part", "ms per step", "of the bare step"], body, [False, False, True, True])
+
+
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """fit/bare and the outside share against the targets, met or not, one line per model."""
+    lines = []
+    for r in rows:
+        ratio, outside = r["fit_over_bare"], r["outside_fraction"]
+        ok_ratio = "met" if ratio >= TARGET_FIT_OVER_BARE else "NOT MET"
+        ok_outside = "met" if outside <= TARGET_OUTSIDE else "NOT MET"
+        lines.append(f"target {r['model']}: fit/bare {ratio:.3f} >= {TARGET_FIT_OVER_BARE}: {ok_ratio}; "
+                     f"outside f/b/s {outside:.1%} <= {TARGET_OUTSIDE:.0%}: {ok_outside}")
+    return lines
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (NaN where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return [math.nan] * 3
+
+
+def load_line(when: str, load: list[float]) -> str:
+    line = f"load average {when}: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (1, 5, 15 min; {os.cpu_count()} cores)"
+    if load[0] > (os.cpu_count() or 1) + 0.5:
+        line += " -- a busy machine: other processes compete for the cores, the figures are noisy"
+    return line
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
@@ -607,6 +752,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="NHWC (default: fit's default for the device)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model in every variant")
     p.add_argument("--no-customary", action="store_true", help="skip (c)")
+    p.add_argument("--no-parts", action="store_true", help="skip timing fit's parts outside the step alone")
     p.add_argument("--sweep-k", type=int, nargs="*", default=[1, 2, 4], help="(d) cells at once; none: skip (d)")
     p.add_argument("--sweep-model", default=None, choices=list(MODELS),
                    help="(d) model (default CPU vgg08, CUDA vgg38)")
@@ -632,7 +778,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sweep_images = args.sweep_images or (5000 if cuda else 1024)
     sweep_epochs = args.sweep_epochs or (20 if cuda else 3)
     if args.quick:
-        models, rounds, warmup = (args.models or ["vgg08"]), 3, 1
+        models, rounds, warmup = (args.models or ["vgg08"]), args.rounds or 3, 1
         bs, sweep_images, sweep_epochs = args.batch_size or 16, 64, 2
     if cuda:
         torch.backends.cudnn.benchmark = True  # as fit does outside deterministic mode
@@ -647,12 +793,14 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{warmup} warm-up + {rounds} measured rounds" + ("; QUICK (a dry run, not a measurement)"
                                                                   if args.quick else ""))
     print(header, flush=True)
+    load_before = load_average()
+    print(load_line("before", load_before), flush=True)
     report: dict[str, Any] = {
         "schema": 1, "date": time.strftime("%Y-%m-%d", time.gmtime()), "device": str(device),
         "device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "settings": {"batch_size": bs, "amp": amp, "channels_last": cl, "compile": args.compile,
                      "workers": args.workers, "rounds": rounds, "warmup": warmup, "quick": args.quick},
-        "results": [], "sweep": None,
+        "results": [], "sweep": None, "load_average": {"before": load_before},
     }
 
     def save() -> None:  # after every model, so that a run cut short by a timeout keeps what it measured
@@ -667,11 +815,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             for key in models:
                 name, kwargs, cpu_steps = MODELS[key]
                 steps = args.steps or (1 if args.quick else 50 if cuda else cpu_steps)
+                # threads: fit sets its own count (default: the usable cores), and (a), (c) and the
+                # parts run from its callback, under that count; all of them run at the header's.
                 config = TrainConfig(batch_size=bs, schedule="none", quiet=True, device=str(device), amp=amp,
-                                     channels_last=cl, epochs=1)
+                                     channels_last=cl, epochs=1, threads=torch.get_num_threads())
                 setup = Setup(key, name, kwargs, device, config, steps, amp, cl, args.compile, args.workers)
                 log(f"  {key}: {steps} steps of {bs} per slice")
-                result = measure_model(setup, rounds, warmup, not args.no_customary, log)
+                result = measure_model(setup, rounds, warmup, not args.no_customary, log, not args.no_parts)
                 report["results"].append(result.figures())
                 save()
             print()
@@ -681,6 +831,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "b/a in CPU time: the same ratio in images per CPU second of this process, less sensitive to "
                   "other processes than wall time but not immune (a busy sibling core or shared cache slows it "
                   "too; meaningful with --threads 1 on a CPU).")
+            if any(r.get("parts") for r in report["results"]):
+                print("\nfit's parts outside forward/backward/step, each timed alone in every round on the slice's "
+                      "batches, per step, median (interquartile range); of the bare step: over (a)'s time per step "
+                      "in the same round (medians of the per-round ratios)")
+                print(parts_table(report["results"]))
+            print()
+            for line in target_lines(report["results"]):
+                print(line)
             for r in report["results"]:
                 if r["measurement_error"]:
                     print(f"MEASUREMENT ERROR ({r['model']}): b/a = {r['fit_over_bare']:.3f} > {PHYSICS_LIMIT}: fit "
@@ -705,6 +863,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"\n(d) skipped: {sweep.get('skipped')}")
     finally:
         StepProbe.uninstall()
+    report["load_average"]["after"] = load_average()
+    print(load_line("after", report["load_average"]["after"]))
     report["complete"] = True
     save()
     return 0 if report["valid"] else 3

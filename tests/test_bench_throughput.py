@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -76,3 +77,41 @@ def test_figures_flag_fit_faster_than_bare_as_a_measurement_error(bench):
                             "outside_fraction"}
     r.samples["fit"] = [bench.Sample(64, 1.1, 1.0)] * 3
     assert not r.figures()["measurement_error"]
+
+
+def test_targets_are_reported_met_or_not(bench):
+    rows = [{"model": "a", "fit_over_bare": 0.975, "outside_fraction": 0.015},
+            {"model": "b", "fit_over_bare": 0.95, "outside_fraction": 0.03}]
+    a, b = bench.target_lines(rows)
+    assert a.count(": met") == 2 and "NOT MET" not in a
+    assert b.count("NOT MET") == 2
+
+
+def test_parts_are_shares_of_the_same_rounds_bare_step(bench):
+    r = bench.ModelResult("m", 1, 64, batch=32)  # a slice of 64 images is 2 steps
+    r.samples = {"bare": [bench.Sample(64, 2.0, 2.0), bench.Sample(64, 4.0, 4.0)],
+                 "fit": [bench.Sample(64, 2.0, 2.0)] * 2}
+    r.parts = [{"x": 0.01}, {"x": 0.04}]  # seconds per step; the bare steps took 1 s and 2 s
+    shares = r.figures()["parts"]["x"]["of_bare_step"]["samples"]
+    assert shares == pytest.approx([0.01, 0.02])
+
+
+def test_a_quick_run_prints_its_tables_targets_and_load(bench, capsys, tmp_path):
+    # Tiny sizes: this checks that every path runs and reports, not any speed.
+    threads = torch.get_num_threads()
+    try:
+        code = bench.main(["--quick", "--models", "vgg08", "--batch-size", "4", "--rounds", "1", "--no-customary",
+                           "--sweep-k", "--threads", "1", "--json", str(tmp_path / "out.json")])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert code in (0, 3)  # 3: a dry run on a busy machine may trip the physics check
+    assert "| vgg08 |" in out and "(b) outside f/b/s" in out
+    for part in bench.Parts.names:
+        assert f"| vgg08 | {part} |" in out
+    assert re.search(r"target vgg08: fit/bare [\d.]+ >= 0.97: (met|NOT MET); outside f/b/s [\d.]+% <= 2%: "
+                     r"(met|NOT MET)", out), out
+    assert "load average before:" in out and "load average after:" in out
+    report = bench.json.loads((tmp_path / "out.json").read_text())
+    assert report["threads"] == 1 and set(report["load_average"]) == {"before", "after"}
+    assert set(report["results"][0]["parts"]) == set(bench.Parts.names)

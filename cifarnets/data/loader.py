@@ -22,6 +22,7 @@ sum correct counts after the loop rather than all-reducing per batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -127,6 +128,7 @@ class DeviceLoader:
         self.std = tuple(float(s) for s in std)
         self._scale, self._shift = normalization_affine(self.mean, self.std, self.data.images.shape[1], self.device)
         self.epoch = 0
+        self._rows: Optional[torch.Tensor] = None
         if len(self.data) == 0:
             raise EmptySplitError(
                 "the split has no images (0 of them); check the data set and its split/limit (e.g. --limit larger "
@@ -212,29 +214,106 @@ class DeviceLoader:
         """
         epoch = self.epoch if epoch is None else int(epoch)
         indices, params = self.epoch_plan(epoch)
+        crops = None
+        if params is not None and self.device.type != "mps":  # MPS: overlapping views untested there
+            crops = self._crop_offsets(params)
+            params = None
         # One host-to-device copy per epoch, from pinned memory so it does not block the host;
         # every per-batch slice below is a view on the device.
         if self.device.type == "cuda":
             indices = indices.pin_memory()
             params = params.pin_memory() if params is not None else None
+            crops = crops.pin_memory() if crops is not None else None
         indices = indices.to(self.device, non_blocking=True)
         if params is not None:
             params = params.to(self.device, non_blocking=True)
+        if crops is not None:
+            crops = crops.to(self.device, non_blocking=True)
         for b in range(start, len(self)):
             lo = b * self.batch_size
-            idx = indices[lo : lo + self.batch_size]
-            images = self.data.images.index_select(0, idx)
-            labels = self.data.labels.index_select(0, idx)
-            if params is not None:
-                p = params[lo : lo + self.batch_size]
-                images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=self.padding)
-            yield self._normalize(images), labels
+            with _one_cpu_thread(self.device):
+                idx = indices[lo : lo + self.batch_size]
+                images = self.data.images.index_select(0, idx)
+                labels = self.data.labels.index_select(0, idx)
+                if crops is not None:
+                    images = self._crop_rows(images, crops[lo : lo + self.batch_size])
+                elif params is not None:
+                    p = params[lo : lo + self.batch_size]
+                    images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=self.padding)
+                images = self._normalize(images)
+            yield images, labels
+
+    # ---- crop + flip as row copies ---------------------------------------------------------
+    #
+    # `crop_flip`'s gather computes four indices for every output pixel; on a CPU that was most
+    # of the cost of a batch (2-5 ms for 64 CIFAR images, 1-3 % of a VGG08 step). A crop's row is
+    # a contiguous run of W pixels of the zero-padded image, and a mirrored crop's row is a
+    # run of the mirrored padded image. So a batch is: pad, mirror, stack both, then one
+    # `index_select` of whole runs, whose start offsets (one per image, plus a constant per
+    # channel and row) are computed for the whole epoch at once on the CPU. Same pixels as
+    # `crop_flip` (tests/test_loader_crop.py compares them), about a tenth of its time.
+
+    def _crop_offsets(self, params: torch.Tensor) -> torch.Tensor:
+        """Per image of the epoch's shard: where its first crop row starts in the batch's padded stack (CPU)."""
+        _, c, h, w = self.data.images.shape
+        hp, wp, p = h + 2 * self.padding, w + 2 * self.padding, self.padding
+        n = params.shape[0]
+        position = torch.arange(n)
+        in_batch = position % self.batch_size
+        # The batch's size b: its mirrored images follow its b padded ones in the stack.
+        size = torch.clamp(n - (position - in_batch), max=self.batch_size)
+        top, left, flip = params[:, 0], params[:, 1], params[:, 2]
+        # Mirroring the padded image maps column x to (wp - 1 - x): a crop at `left` read
+        # right to left is the crop at 2p - left of the mirror, read left to right.
+        left = torch.where(flip.bool(), 2 * p - left, left)
+        return (in_batch + flip * size) * (c * hp * wp) + top * wp + left
+
+    def _row_offsets(self) -> torch.Tensor:
+        # (C, H): where row y of channel c starts in a padded image, in its own index space.
+        rows = self._rows
+        if rows is None:
+            _, c, h, w = self.data.images.shape
+            hp, wp = h + 2 * self.padding, w + 2 * self.padding
+            rows = (torch.arange(c).view(c, 1) * hp + torch.arange(h).view(1, h)) * wp
+            self._rows = rows = rows.to(self.device)
+        return rows
+
+    def _crop_rows(self, images: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = images.shape
+        p = self.padding
+        padded = torch.nn.functional.pad(images, (p, p, p, p)) if p else images
+        stack = torch.cat([padded, padded.flip(3)]).contiguous().view(-1)
+        runs = stack.as_strided((stack.numel() - w + 1, w), (1, 1))  # runs[i] = stack[i : i + w]
+        first = (starts.view(b, 1, 1) + self._row_offsets()).view(-1)
+        return runs.index_select(0, first).view(b, c, h, w)
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         out = torch.addcmul(self._shift, images.to(torch.float32), self._scale)
         if self.channels_last:
             return out.to(dtype=self.dtype, memory_format=torch.channels_last)
         return out if self.dtype == torch.float32 else out.to(self.dtype)
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run a batch's ops on one intra-op thread on a CPU (the caller's count is restored after).
+
+    A batch is a handful of ops on a few hundred kB, which a second thread barely speeds up
+    (0.38 against 0.41 ms for 64 CIFAR images), while every parallel op waits for all its
+    threads: on a machine whose cores other processes hold, each of them then waits for a
+    descheduled thread, and the batch took 35-70 ms instead of 0.5 (benchmarks/train_throughput.py,
+    "batches (DeviceLoader)" at --threads 2, docs/performance.md). The values do not depend on
+    the thread count. GPUs and MPS are untouched.
+    """
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
