@@ -18,12 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import re
-import sys
 import time
 import warnings
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union, cast
+from typing import Any, Callable, Mapping, Optional, Sequence, Union, cast
 
 import torch
 import torch.nn as nn
@@ -39,6 +37,7 @@ from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
 from .optim import build_optimizer, build_scheduler
 from .rundir import Checkpoint, RunDir, RunExistsError
+from .runtime import algorithms, check_fits_data, progress_bar, resolve_threads
 from .track import RunTrackers
 
 __all__ = [
@@ -64,43 +63,6 @@ ResumeMismatchError = ConfigError  # kept name; the kind is cifarnets.errors.Con
 # ====================================================================== helpers
 
 
-@contextlib.contextmanager
-def _algorithms(deterministic: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels for the run (or fast cuDNN autotuning), restoring the caller's settings after.
-
-    On CUDA, deterministic mode also needs a fixed cuBLAS workspace (CUBLAS_WORKSPACE_CONFIG),
-    set here if the caller has not; some CUDA kernels (e.g. adaptive average pooling's
-    backward) have no deterministic version, so on CUDA torch only warns about them.
-    """
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    try:
-        if deterministic:
-            if device.type == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-            torch.backends.cudnn.deterministic = True
-            torch.backends.cudnn.benchmark = False
-        elif device.type == "cuda":
-            # Fixed 32x32 inputs: cuDNN's autotuner pays for itself after the first batches.
-            torch.backends.cudnn.benchmark = True
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
-
-
-def _progress(total: int, desc: str, disable: bool) -> Any:
-    if disable or not sys.stderr.isatty():
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
-
-
-# ====================================================================== training
-
-
 def describe_data(data: DataBundle) -> dict[str, Any]:
     """What config.json records of a run's data: its sizes and normalisation, and its `DataSource`
     (``load_args``; None for arrays handed over in memory, which must be passed again to resume)."""
@@ -112,17 +74,6 @@ def describe_data(data: DataBundle) -> dict[str, Any]:
         "split": list(data.split) if data.split else None, "split_seed": data.split_seed,
         "is_synthetic": data.is_synthetic, "load_args": source,
     }
-
-
-def _check_fits_data(config: TrainConfig, data: DataBundle) -> None:
-    """Refuse settings that cannot mean what they say for this data set."""
-    side = min(data.image_size)
-    if config.augment and config.padding >= side:
-        raise ConfigError(f"padding={config.padding} is not smaller than the images ({side} px): the random crop "
-                          f"would mostly see zeros; the reports pad 4 px (use --padding 0..{side - 1})")
-    if config.batch_size > len(data.train):
-        raise ConfigError(f"batch_size={config.batch_size} is larger than the training set ({len(data.train):,} "
-                          f"images): an epoch would be one step of every image; use at most {len(data.train)}")
 
 
 class _Run:
@@ -144,7 +95,7 @@ class _Run:
         raw, self.name, self.flags, self.model_kwargs, self.rebuildable = identify_model(
             model, model_kwargs, data, config.seed)
         check_model_fits_data(raw, data)
-        _check_fits_data(config, data)
+        check_fits_data(config, data)
         self.loaders = make_loaders(
             data, config.batch_size // ctx.world_size, eval_batch_size=config.eval_batch_size, device=device,
             augment=config.augment, padding=config.padding, seed=config.seed, drop_last=config.drop_last,
@@ -342,7 +293,7 @@ class _Run:
         sizes: list[int] = []
         lr0 = float(optimizer.param_groups[0]["lr"])
         checked = 0
-        bar = _progress(n_steps, f"epoch {epoch}/{config.epochs}", config.quiet or not self.ctx.is_main)
+        bar = progress_bar(n_steps, f"epoch {epoch}/{config.epochs}", config.quiet or not self.ctx.is_main)
         if recorder is not None:
             recorder.reset()
         model.train()
@@ -556,14 +507,14 @@ def fit(
             "cifarnets.data.from_arrays(train=(x, y), test=(x, y))")
     if data.is_synthetic:
         logger.info("training on the SYNTHETIC data set: its numbers say nothing about CIFAR")
-    config = _resolve_threads(config, resume)
+    config = resolve_threads(config, resume)
     ctx, device = setup_distributed(config.device, timeout_s=config.dist_timeout)
     run: Optional[_Run] = None
     trackers: Optional[RunTrackers] = None
     saved_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(config.threads or saved_threads)
-        with _algorithms(config.deterministic, device):
+        with algorithms(config.deterministic, device):
             run = _Run(model, data, config, ctx, device, model_kwargs, callbacks)
             run.open_folder(resume, change_schedule, allow_world_size_change)
             if config.log and ctx.is_main:
@@ -599,26 +550,3 @@ def fit(
         if run is not None and run.folder is not None:
             run.folder.unlock()
         teardown(ctx)
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; all cores where the OS has none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _resolve_threads(config: TrainConfig, resume: bool) -> TrainConfig:
-    """`config` with `threads` resolved: as given, else as the resumed run recorded, else the usable cores.
-
-    The count is recorded (config.json) because it changes a deterministic run's bits.
-    """
-    if config.threads is not None:
-        return config
-    threads = None
-    if resume and config.out_dir:
-        folder = RunDir(config.out_dir)
-        if folder.has_config():
-            threads = folder.config()["train"].get("threads")
-    return config.replace(threads=threads if isinstance(threads, int) else usable_cores())

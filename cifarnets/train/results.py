@@ -247,8 +247,9 @@ def _group(rows: Sequence[ResultRow], key: str) -> GroupRow:
     for name, value in first.extra.items():
         if not name.startswith("published_") or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        metric = _published_metric(name[len("published_"):])
-        if metric is not None and metric in stats:
+        measured = _published_metric(name[len("published_"):])
+        if measured is not None and measured in stats:
+            metric = measured
             published[metric] = {"key": name[len("published_"):], "value": value, **stats[metric].contains(value)}
     label = str(first.extra.get("cell", first.run))
     return GroupRow(label=label, key=key, runs=tuple(str(r.extra.get("folder", r.run)) for r in rows),
