@@ -90,6 +90,7 @@ def test_a_folder_run_logs_to_tensorboard_and_csv_and_resumes_there(tmp_path, ca
     rows = [r for r in read_metrics_csv(run / "metrics.csv") if r["name"] == "train_loss"]
     assert [float(r["value"]) for r in rows] == [e["train_loss"] for e in history["epochs"]]
     assert cli.main(["eval", str(run)]) == 0
+    assert cli.main(["train", "--resume", str(run)]) == 0  # finished: the data reloads from the folder alone
     assert cli.main(["train", "vgg08", "--dataset", "synthetic", "--log", "tensorbord", "--out",
                      str(tmp_path / "x")]) == 2
     assert "tensorboard" in capsys.readouterr().err  # the closest name

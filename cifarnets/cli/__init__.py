@@ -33,6 +33,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("structure", "per-layer output shape, parameters and MACs"),
     "gradflow": ("analysis", "gradient flow of a network at initialisation (the VGG38 reports' Figs. 2, 3, 5)"),
     "plot": ("analysis", "training curves, gradient flow and results table of runs"),
+    "compare": ("analysis", "do two cells (or runs) differ beyond their seed-to-seed spread?"),
     "export": ("export", "write a run's best checkpoint as a timm / Hugging Face Hub model folder"),
 }
 _MODULE_NAMES = list(dict.fromkeys(module for module, _ in _COMMANDS.values()))
