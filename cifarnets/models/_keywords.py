@@ -136,6 +136,10 @@ def type_matches(value: Any, annotation: Any) -> bool:
         return value is None
     if _is_union(annotation):
         return any(type_matches(value, a) for a in typing.get_args(annotation))
+    if typing.get_origin(annotation) is typing.Literal:
+        return isinstance(value, str) and value in typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict:
+        return isinstance(value, dict)
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:

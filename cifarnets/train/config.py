@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, Optional
 
 from ..errors import ConfigError
+from ..models._keywords import type_matches
 
 __all__ = [
     "ConfigError", "OPTIMIZERS", "RUNTIME_FIELDS", "SCHEDULES", "SCHEDULE_FIELDS", "TrainConfig", "resumable_fields",
@@ -347,30 +348,8 @@ def resume_changes(stored: TrainConfig, config: TrainConfig, *, change_schedule:
 
 
 def type_ok(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return any(type_ok(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin is Literal:
-        return isinstance(value, str) and value in args
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(type_ok(v, args[0]) for v in value)
-        return len(value) == len(args) and all(type_ok(v, a) for v, a in zip(value, args))
-    if origin is dict:
-        return isinstance(value, dict)
-    return True
+    """Whether `value` has the annotated type: the models' one rule (`cifarnets.models` `type_matches`)."""
+    return type_matches(value, hint)
 
 
 def type_name(hint: Any) -> str:
