@@ -395,14 +395,18 @@ class RunDir:
         marks this epoch as the best so far.
         """
         config = self.config()
+        self._commit_state({"epoch": state.epoch, "model": dict(state.weights), "optimizer": dict(state.optimizer),
+                            "scheduler": dict(state.scheduler), "rng": dict(state.rng),
+                            "history": state.history.to_json(), "metadata": _json(state.metadata),
+                            "run": _json({"id": config.get("run_id"), "identity": identity(config)})})
+        self._write_derived(state.epoch, state.weights, state.metadata, state.history, best)
+
+    def _commit_state(self, state: Mapping[str, Any]) -> None:
+        """Write ``last.state.pt``: the header line with the SHA-256 of torch.save's bytes, then those bytes."""
         buffer = io.BytesIO()
-        torch.save({"epoch": state.epoch, "model": dict(state.weights), "optimizer": dict(state.optimizer),
-                    "scheduler": dict(state.scheduler), "rng": dict(state.rng), "history": state.history.to_json(),
-                    "metadata": _json(state.metadata),
-                    "run": _json({"id": config.get("run_id"), "identity": identity(config)})}, buffer)
+        torch.save(dict(state), buffer)
         payload = buffer.getvalue()
         self._write(STATE, _STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-        self._write_derived(state.epoch, state.weights, state.metadata, state.history, best)
 
     def _write_derived(self, epoch: int, weights: Mapping[str, torch.Tensor], metadata: Mapping[str, Any],
                        history: History, best: bool) -> None:
@@ -419,10 +423,7 @@ class RunDir:
         """Record the test result: in the checkpoint's history (the commit), then ``test.json`` and the history."""
         state = self._load_state()
         state["history"] = history.to_json()
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        payload = buffer.getvalue()
-        self._write(STATE, _STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        self._commit_state(state)
         self._write(TEST, _json({**(history.test or {}), **extra}))
         self.write_history(history)
         if self.file(STATUS).exists():
@@ -466,7 +467,9 @@ class RunDir:
 
     def read_state(self, device: Union[str, torch.device] = "cpu") -> Checkpoint:
         """Read and verify the committed step (checksum; nothing is repaired or compared with config.json)."""
-        state = self._load_state()
+        return self._checkpoint_from(self._load_state(), device)
+
+    def _checkpoint_from(self, state: Mapping[str, Any], device: Union[str, torch.device]) -> Checkpoint:
         try:
             history = History.from_json(state["history"])
             metadata = json.loads(state["metadata"])
@@ -483,7 +486,9 @@ class RunDir:
         A change made through resume (``--change-schedule``) is written to config.json before the
         next checkpoint; such a pending change is recognised by its entry in ``changes``.
         """
-        state = self._load_state()
+        self._check_binding(self._load_state())
+
+    def _check_binding(self, state: Mapping[str, Any]) -> None:
         config = self.config()
         if "run" not in state:
             logger.warning("%s was written by an older cifarnets and does not say which run it belongs to",
@@ -515,8 +520,9 @@ class RunDir:
     def restore(self, device: Union[str, torch.device] = "cpu", *, repair: bool = True) -> Checkpoint:
         """The training state to continue from: verified (checksum, bound to this run), and the files derived
         from it (last/best weights, history, test) rewritten as it says when `repair` (the main process)."""
-        self.check_binding()
-        ckpt = self.read_state(device)
+        state = self._load_state()  # read and verified once, for the binding and the state alike
+        self._check_binding(state)
+        ckpt = self._checkpoint_from(state, device)
         if repair:
             self.repair(ckpt)
         return ckpt
