@@ -37,6 +37,17 @@ def _cpu_seconds() -> float:
     return total
 
 
+def _cpu_model() -> str:
+    """The processor's name as the kernel reports it (``platform.processor()`` says only "x86_64" on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -62,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "date": started.isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+                    "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__},
         "command": ["cifarnets", *command[3:]],
         "returncode": rc,
         "wall_seconds": round(wall, 1),
