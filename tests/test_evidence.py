@@ -12,7 +12,15 @@ import pytest
 
 from cifarnets.cli import main
 from cifarnets.errors import ConfigError, RunNotFoundError
-from cifarnets.sweep import compare_groups, parse_grid, resolve_group, sweep_table, write_results
+from cifarnets.sweep import (
+    check_rerun,
+    compare_groups,
+    parse_grid,
+    plot_sweep,
+    resolve_group,
+    sweep_table,
+    write_results,
+)
 from cifarnets.train import results_table
 from cifarnets.train.history import EpochRecord, History
 from cifarnets.train.stats import student_t_cdf, student_t_quantile, summarize, welch_test
@@ -219,6 +227,19 @@ def test_single_runs_that_differ_only_by_seed_are_grouped_too():
     assert [g.n for g in twice.groups()] == [1, 1] and not twice.has_seed_groups()
 
 
+def test_plot_of_a_sweep_with_seeds_draws_each_cell_as_mean_and_band(sweep):
+    from matplotlib.image import imread
+
+    written = plot_sweep(sweep)
+    png = sweep / "plots" / "curves_seeds.png"
+    assert png in written and imread(png).shape[1] > 1000  # a real picture, as wide as the two panels
+    single = sweep.parent / "single"  # one run per cell: no band to draw
+    (single / "vgg08").mkdir(parents=True)
+    (single / "grid.toml").write_text('[base]\nmodel = "vgg08"\ndataset = "synthetic"\nepochs = 2\n')
+    (single / "vgg08" / "history.json").write_text(history([30.0, 40.0], seed=0).to_json())
+    assert [p.name for p in plot_sweep(single)] == ["curves.png", "gradient_flow.png", "results.md", "results.csv"]
+
+
 def test_compare_two_cells_of_a_sweep(sweep, capsys):
     label_a, a = resolve_group("vgg08", sweep)
     label_b, b = resolve_group(sweep / "BN")
@@ -253,6 +274,58 @@ def test_result_file_holds_the_groups_and_how_they_were_measured(sweep, tmp_path
     assert "12 CPU-seconds" in md.read_text() and "load average 1.00 / 2.00 / 3.00" in md.read_text()
     with pytest.raises(ConfigError, match="must end in .json"):
         write_results(sweep, tmp_path / "r.md")
+
+
+def _rerun(sweep, tmp_path, plain_val_accs):
+    """A copy of `sweep` whose plain cell's seeds end at `plain_val_accs` (BN as committed)."""
+    import shutil
+
+    rerun = tmp_path / "rerun"
+    shutil.copytree(sweep, rerun)
+    for seed, (value, ratio) in enumerate(zip(plain_val_accs, (1e-9, 1e-7, 1e-8))):  # the fixture's ratios
+        run = history([30.0, value], seed=seed, ratio=ratio)
+        (rerun / f"vgg08_seed-{seed}" / "history.json").write_text(run.to_json())
+    return rerun
+
+
+def test_a_rerun_is_checked_against_the_committed_result_file(sweep, tmp_path, capsys):
+    committed, _ = write_results(sweep, tmp_path / "results" / "r.json")
+    same = check_rerun(sweep, committed)
+    assert [(c.label, c.metric, c.identical, c.inside) for c in same] == [
+        ("plain", "best_val_acc", True, True), ("plain", "grad_ratio", True, True),
+        ("BN", "best_val_acc", True, None), ("BN", "grad_ratio", True, True)]  # BN: 2 runs, no interval
+    # plain's best 40, 42, 44 (interval 37.03-46.97): a rerun at 41, 43, 45 (mean 43) lands inside ...
+    near = check_rerun(_rerun(sweep, tmp_path / "near", [41.0, 43.0, 45.0]), committed, ["best_val_acc"])
+    assert (near[0].identical, near[0].inside, near[0].same_seed) == (False, True, ((0, 40.0, 41.0), (1, 42.0, 43.0),
+                                                                                     (2, 44.0, 45.0)))
+    assert main(["compare", str(tmp_path / "near" / "rerun"), "--against", str(committed)]) == 0
+    printed = capsys.readouterr().out
+    assert "plain, best_val_acc: inside the stated spread" in printed
+    assert "per seed (committed -> rerun): 0: 40 -> 41, 1: 42 -> 43, 2: 44 -> 45" in printed
+    assert "3 of 4 checks (2 cell groups) land inside the stated spread; 1 have no interval to land in" in printed
+    # ... one at 50, 51, 52 does not, and the command says so with exit status 1.
+    far = _rerun(sweep, tmp_path / "far", [50.0, 51.0, 52.0])
+    assert main(["compare", str(far), "--against", str(committed), "--metric", "best_val_acc"]) == 1
+    printed = capsys.readouterr().out
+    assert "plain, best_val_acc: OUTSIDE the stated spread" in printed
+    assert "1 of 2 checks (2 cell groups) land outside the stated spread: plain best_val_acc" in printed
+
+
+def test_a_rerun_of_another_grid_or_a_foreign_file_is_refused(sweep, tmp_path, capsys):
+    committed, _ = write_results(sweep, tmp_path / "results" / "r.json")
+    data = json.loads(committed.read_text())
+    data["title"] = "another grid"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="is the result file of 'another grid'"):
+        check_rerun(sweep, other)
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="is not a result file"):
+        check_rerun(sweep, tmp_path / "junk.json")
+    with pytest.raises(ConfigError, match="cannot read the result file"):
+        check_rerun(sweep, tmp_path / "missing.json")
+    assert main(["compare", str(sweep), "vgg08", "--against", str(committed)]) == 2
+    assert "--against checks one sweep folder" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- README quotes the committed result file

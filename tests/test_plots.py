@@ -376,6 +376,26 @@ def test_curves_band_errors_say_what_to_give():
         plots.curves_band({"a": [make_history(val=False)]})
 
 
+def test_seed_curves_draws_loss_and_accuracy_bands_with_one_legend_below():
+    groups = {"vgg38 bn+rc": seeds(3), "vgg08": seeds(2, name="vgg08")}
+    fig = plots.seed_curves(groups, title="t")
+    loss_ax, acc_ax = fig.axes
+    assert (loss_ax.get_title(), acc_ax.get_title()) == ("(a) validation loss", "(b) validation accuracy")
+    for ax, metric in ((loss_ax, "val_loss"), (acc_ax, "val_acc")):
+        values = np.array([h.series(metric) for h in groups["vgg38 bn+rc"]])
+        assert np.allclose(ax.lines[0].get_ydata(), values.mean(axis=0))
+        assert len(bands(ax)) == 2 and ax.get_legend() is None  # the legend is the figure's
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["vgg38 bn+rc (3 runs)", "vgg08 (2 runs)"]
+    assert fig.get_suptitle() == "t"
+
+
+def test_seed_curves_of_runs_without_validation_draw_the_training_metrics():
+    fig = plots.seed_curves({"a": [make_history(val=False), make_history(val=False)]})
+    assert [ax.get_title() for ax in fig.axes] == ["(a) training loss", "(b) training accuracy"]
+    with pytest.raises(ConfigError, match="band must be"):
+        plots.seed_curves({"a": seeds(2)}, band="iqr")
+
+
 # ---------------------------------------------------------------- filters and feature maps
 
 def test_filters_rgb_and_grey():

@@ -73,12 +73,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "Welch's t-test p-value (two-sided, unequal variances) and whether their 95%% t intervals "
                     "overlap. A group is a run folder (one run), a sweep's DIR/CELL, or, after a sweep folder, a "
                     "CELL: a folder name, a seed group (the folder name without _seed-N: every seed) or a label. "
-                    "With one run in a group no spread can be measured, and the command says so.",
+                    "With one run in a group no spread can be measured, and the command says so. "
+                    "With --against results/NAME.json and one sweep folder (a rerun of that budget grid): whether "
+                    "each cell group lands inside the spread the committed result file states (its mean inside "
+                    "the committed 95%% interval); the exit status is 1 when one does not.",
     )
     p.add_argument("groups", metavar="RUN_OR_GROUP", nargs="+",
                    help="run folders or DIR/CELL, or a sweep folder followed by two or more cell names")
-    p.add_argument("--metric", default="best_val_acc", choices=sorted(GROUP_METRIC_NAMES),
-                   help="the number to compare (default best_val_acc; grad_ratio is compared on log10)")
+    p.add_argument("--metric", default=None, choices=sorted(GROUP_METRIC_NAMES),
+                   help="the number to compare (default best_val_acc, with --against best_val_acc and grad_ratio; "
+                        "grad_ratio is compared on log10)")
+    p.add_argument("--against", type=Path, metavar="JSON", default=None,
+                   help="a committed result file (results/NAME.json): check a rerun of its grid against it")
     p.set_defaults(handler=_compare)
 
 
@@ -184,6 +190,8 @@ def _plot(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ..sweep import compare_groups, resolve_group
 
+    if args.against is not None:
+        return _check_rerun(args)
     specs = [Path(g) for g in args.groups]
     if (specs[0] / "grid.toml").is_file() and len(specs) > 1 and not (specs[1] / "history.json").is_file() \
             and not (specs[1].parent / "grid.toml").is_file():
@@ -192,7 +200,7 @@ def _compare(args: argparse.Namespace) -> int:
         groups = [resolve_group(spec) for spec in specs]
     if len(groups) < 2:
         raise UsageError("compare needs two groups at least: two run folders, or a sweep folder and two cell names")
-    metric = args.metric
+    metric = args.metric or "best_val_acc"
     geometric = metric == "grad_ratio"
     for (label_a, a), (label_b, b) in ((groups[i], groups[j]) for i in range(len(groups))
                                        for j in range(i + 1, len(groups))):
@@ -210,6 +218,45 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"  95 % intervals {'overlap' if test.overlap else 'do not overlap'}")
         else:
             print("  95 % intervals: need 3 runs or more in each group")
+    return 0
+
+
+def _check_rerun(args: argparse.Namespace) -> int:
+    from ..sweep import check_rerun
+    from ..sweep.report import RERUN_METRICS
+
+    if len(args.groups) != 1 or not (Path(args.groups[0]) / "grid.toml").is_file():
+        raise UsageError("--against checks one sweep folder (with grid.toml) against the result file: "
+                         "cifarnets compare DIR --against results/NAME.json")
+    checks = check_rerun(args.groups[0], args.against, (args.metric,) if args.metric else RERUN_METRICS)
+    outside = []
+    for check in checks:
+        geometric = check.metric == "grad_ratio"
+        if check.identical:
+            verdict = "identical in every seed"
+        elif check.inside is None:
+            verdict = "no interval to land in (the result file has fewer than 3 runs)"
+        else:
+            verdict = "inside the stated spread" if check.inside else "OUTSIDE the stated spread"
+        if check.inside is False:
+            outside.append(f"{check.label} {check.metric}")
+        print(f"{check.label}, {check.metric}: {verdict}")
+        print(f"  committed: {_spread_line(check.committed, geometric)}")
+        print(f"  rerun:     {_spread_line(check.rerun, geometric)}")
+        if check.same_seed and not check.identical:
+            fmt = (lambda v: f"{v:.3g}") if geometric else (lambda v: f"{v:.4g}")
+            print("  per seed (committed -> rerun): "
+                  + ", ".join(f"{seed}: {fmt(a)} -> {fmt(b)}" for seed, a, b in check.same_seed))
+        if check.test.p is not None:
+            print(f"  Welch's t-test{' on log10' if geometric else ''}: p = {check.test.p:.3g}")
+    groups = len({c.group for c in checks})
+    if outside:
+        print(f"{len(outside)} of {len(checks)} checks ({groups} cell groups) land outside the stated spread: "
+              f"{', '.join(outside)}")
+        return 1
+    unknown = sum(c.inside is None for c in checks)
+    print(f"{len(checks) - unknown} of {len(checks)} checks ({groups} cell groups) land inside the stated spread"
+          + (f"; {unknown} have no interval to land in" if unknown else ""))
     return 0
 
 

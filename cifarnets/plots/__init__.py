@@ -10,6 +10,8 @@
                                 Figs. 2-5)
 `curves_band`                   several runs of each setting (its seeds) as the mean curve with
                                 a shaded band (± 1 standard deviation, or min to max)
+`seed_curves`                   `curves` for settings with several seeds: loss and accuracy,
+                                each setting's mean with its band
 `filters`                       first-layer filters (the AlexNet/VGG report, §7.1)
 `feature_maps`                  feature maps of one image at one layer (the AlexNet/VGG report, §7.2)
 `erf`                           effective receptive field with the theoretical one as a box
@@ -51,12 +53,12 @@ from ._base import FEW_EPOCHS, save
 from .features import default_feature_layer, feature_maps, filters
 from .flow import gradient_flow, gradient_flow_comparison, gradient_flow_heatmap
 from .receptive_field import erf
-from .training import BAND_METRICS, BANDS, curves, curves_band
+from .training import BAND_METRICS, BANDS, curves, curves_band, seed_curves
 
 # The name this helper had when plots was one module (tests and notebooks use it).
 _default_feature_layer = default_feature_layer
 
 __all__ = [
     "BAND_METRICS", "BANDS", "FEW_EPOCHS", "curves", "curves_band", "default_feature_layer", "erf", "feature_maps",
-    "filters", "gradient_flow", "gradient_flow_comparison", "gradient_flow_heatmap", "save",
+    "filters", "gradient_flow", "gradient_flow_comparison", "gradient_flow_heatmap", "save", "seed_curves",
 ]

@@ -23,7 +23,7 @@ from ..errors import ConfigError, ConfigTypeError
 from ..train.history import History
 from ._base import RunLike, canvas, epoch_axis, epoch_markers, figure, load_history, nan_for_none, root, run_colour
 
-__all__ = ["BANDS", "BAND_METRICS", "curves", "curves_band"]
+__all__ = ["BANDS", "BAND_METRICS", "curves", "curves_band", "seed_curves"]
 
 # What `curves_band` can draw, with the axis label of each.
 BAND_METRICS = {
@@ -225,26 +225,89 @@ def curves_band(
         >>> ax.get_legend().get_title().get_text()
         'mean of the runs, band ± 1 standard deviation'
     """
-    if metric not in BAND_METRICS:
-        raise ConfigError(f"curves_band draws one of {', '.join(BAND_METRICS)}, not metric={metric!r}")
+    read = _read_groups(groups, (metric,), band, "curves_band")
+    fig, ax = canvas(ax, 8.0, 5.0)
+    handles, labels = _band_panel(ax, read, metric, band, chance)
+    ax.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, fontsize=8,
+              title=f"mean of the runs, band {BANDS[band]}", title_fontsize=8)
+    what = BAND_METRICS[metric].split(" (")[0]
+    ax.set_title(title or f"{what[0].upper()}{what[1:]} per epoch: the mean of each setting's runs", fontsize=10)
+    return root(fig)
+
+
+def seed_curves(
+    groups: Mapping[str, Sequence[RunLike]],
+    *,
+    band: str = "std",
+    title: Optional[str] = None,
+    chance: bool = True,
+) -> Figure:
+    """`curves` for settings trained with several seeds: (a) loss and (b) accuracy per epoch, each
+    setting's mean with a shaded band (`curves_band` on both panels, one legend under them).
+
+    Validation loss and accuracy where every run has a validation split, training ones
+    otherwise (the panel titles say which). ``cifarnets plot DIR`` draws this as
+    ``curves_seeds.png`` for a sweep whose cells have several seeds.
+
+    Example:
+        >>> from cifarnets.train.history import EpochRecord, History
+        >>> def run(seed):
+        ...     return History(model="vgg08", epochs=[EpochRecord(e, 2.0 - e / 10, 10.0, 2.1, 10.0 * e + seed)
+        ...                                           for e in (1, 2)])
+        >>> fig = seed_curves({"vgg08": [run(0), run(2)]})
+        >>> [ax.get_title() for ax in fig.axes]
+        ['(a) validation loss', '(b) validation accuracy']
+        >>> fig.axes[1].lines[0].get_ydata().tolist()   # the mean of the two seeds
+        [11.0, 21.0]
+    """
+    read = _read_groups(groups, (), band, "seed_curves")
+    every = [h for histories in read.values() for h in histories]
+    has_val = all(any(e.val_acc is not None for e in h.epochs) for h in every)
+    split = "val" if has_val else "train"
+    fig = figure(13.0, 5.4)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for ax, kind, letter in ((loss_ax, "loss", "a"), (acc_ax, "acc", "b")):
+        metric = f"{split}_{kind}"
+        handles, labels = _band_panel(ax, _read_groups(read, (metric,), band, "seed_curves"), metric, band, chance)
+        ax.set_title(f"({letter}) {BAND_METRICS[metric].split(' (')[0]}", fontsize=10)
+    # One legend under both panels, as `curves` has: it never hides a band.
+    fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, loc="outside lower center",
+               ncol=min(len(handles), 4), fontsize=8, frameon=False,
+               title=f"mean of the runs, band {BANDS[band]}", title_fontsize=8)
+    fig.suptitle(title or "Training curves, mean over seeds: " + ", ".join(read), fontsize=11)
+    return fig
+
+
+def _read_groups(groups: Mapping[str, Sequence[RunLike]], metrics: Sequence[str], band: str,
+                 caller: str) -> dict[str, list[History]]:
+    """`groups` read into histories, checked: known `metrics` and `band`, every run measured each metric."""
+    for metric in metrics:
+        if metric not in BAND_METRICS:
+            raise ConfigError(f"{caller} draws one of {', '.join(BAND_METRICS)}, not metric={metric!r}")
     if band not in BANDS:
         raise ConfigError(f"band must be 'std' (mean ± 1 standard deviation) or 'minmax', got {band!r}")
     if not isinstance(groups, Mapping):
-        raise ConfigTypeError(f"curves_band takes {{label: [runs]}}, a mapping, not {type(groups).__name__}")
+        raise ConfigTypeError(f"{caller} takes {{label: [runs]}}, a mapping, not {type(groups).__name__}")
     if not groups:
-        raise ConfigError("curves_band needs at least one group of runs")
+        raise ConfigError(f"{caller} needs at least one group of runs")
     read = {}
     for label, runs in groups.items():
         if isinstance(runs, (History, str, os.PathLike)):
             raise ConfigTypeError(f"group {label!r} is one run, not a list of runs; give {{{label!r}: [run]}}")
         histories = _histories(runs, f"group {label!r}")
-        silent = [h.name for h in histories if all(getattr(e, metric) is None for e in h.epochs)]
-        if silent:
-            hint = "; it has no validation split: choose a train_ metric" if metric.startswith("val_") else ""
-            raise ConfigError(f"run(s) {', '.join(map(repr, silent))} of group {label!r} recorded no {metric}{hint}")
+        for metric in metrics:
+            silent = [h.name for h in histories if all(getattr(e, metric) is None for e in h.epochs)]
+            if silent:
+                hint = "; it has no validation split: choose a train_ metric" if metric.startswith("val_") else ""
+                raise ConfigError(f"run(s) {', '.join(map(repr, silent))} of group {label!r} recorded no "
+                                  f"{metric}{hint}")
         read[str(label)] = histories
+    return read
 
-    fig, ax = canvas(ax, 8.0, 5.0)
+
+def _band_panel(ax: Axes, read: Mapping[str, Sequence[History]], metric: str, band: str,
+                chance: bool) -> tuple[list[Any], list[str]]:
+    """Draw each group's mean and band of `metric` into `ax`; returns the legend's handles and labels."""
     handles: list[Any] = []
     labels: list[str] = []
     for i, (label, histories) in enumerate(read.items()):
@@ -275,8 +338,4 @@ def curves_band(
     ax.set_ylabel(BAND_METRICS[metric])
     ax.grid(True, alpha=0.3)
     epoch_axis(ax, [e.epoch for h in every for e in h.epochs])
-    ax.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, fontsize=8,
-              title=f"mean of the runs, band {BANDS[band]}", title_fontsize=8)
-    what = BAND_METRICS[metric].split(" (")[0]
-    ax.set_title(title or f"{what[0].upper()}{what[1:]} per epoch: the mean of each setting's runs", fontsize=10)
-    return root(fig)
+    return handles, labels

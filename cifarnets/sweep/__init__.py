@@ -28,11 +28,22 @@ and the table reports each cell's spread over its seeds.
 from .api import ENGINES, SweepResult, load_sweep, run
 from .cell import CellOutcome, cell_status, run_cell
 from .grid import GRID_FILE, Cell, Grid, GridError, cell_name, grid_to_toml, load_grid, parse_grid
-from .report import SweepTable, compare_groups, grad_ratio, plot_sweep, resolve_group, sweep_table, write_results
+from .report import (
+    RerunCheck,
+    SweepTable,
+    check_rerun,
+    compare_groups,
+    grad_ratio,
+    plot_sweep,
+    resolve_group,
+    sweep_table,
+    write_results,
+)
 from .search import SearchSpace, parse_search
 
 __all__ = [
-    "ENGINES", "GRID_FILE", "Cell", "CellOutcome", "Grid", "GridError", "SearchSpace", "SweepResult", "SweepTable",
-    "cell_name", "cell_status", "compare_groups", "grad_ratio", "grid_to_toml", "load_grid", "load_sweep",
-    "parse_grid", "parse_search", "plot_sweep", "resolve_group", "run", "run_cell", "sweep_table", "write_results",
+    "ENGINES", "GRID_FILE", "Cell", "CellOutcome", "Grid", "GridError", "RerunCheck", "SearchSpace", "SweepResult",
+    "SweepTable", "cell_name", "cell_status", "check_rerun", "compare_groups", "grad_ratio", "grid_to_toml",
+    "load_grid", "load_sweep", "parse_grid", "parse_search", "plot_sweep", "resolve_group", "run", "run_cell",
+    "sweep_table", "write_results",
 ]

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .._utils import PathLike, atomic_write
 from ..errors import CheckpointError, ConfigError, RunNotFoundError
 from ..train import History
-from ..train.results import ResultRow, ResultsTable, grad_ratio, result_row
-from ..train.stats import WelchTest, welch_test
+from ..train.results import GROUP_METRICS, ResultRow, ResultsTable, grad_ratio, result_row
+from ..train.stats import Spread, WelchTest, summarize, welch_test
 from .api import load_sweep
 from .cell import cell_status
 from .grid import Cell, Grid
 
-__all__ = ["MEASUREMENT_FILE", "SweepTable", "compare_groups", "grad_ratio", "plot_sweep", "resolve_group",
-           "sweep_table", "write_results"]
+__all__ = ["MEASUREMENT_FILE", "RERUN_METRICS", "RerunCheck", "SweepTable", "check_rerun", "compare_groups",
+           "grad_ratio", "plot_sweep", "resolve_group", "sweep_table", "write_results"]
 
 #: What ``benchmarks/record_results.py`` writes into a sweep folder: how long the sweep took, on what machine.
 MEASUREMENT_FILE = "measurement.json"
@@ -174,11 +176,101 @@ def compare_groups(a: Sequence[ResultRow], b: Sequence[ResultRow], metric: str =
     return welch_test([r[metric] for r in a], [r[metric] for r in b], geometric=metric == "grad_ratio")
 
 
+#: What `check_rerun` compares by default: the numbers README quotes from a result file.
+RERUN_METRICS = ("best_val_acc", "grad_ratio")
+
+
+@dataclass(frozen=True)
+class RerunCheck:
+    """One cell group's `metric` in a rerun of a grid against the committed result file.
+
+    `committed` and `rerun` are the two groups' spreads, `same_seed` the pairs (seed,
+    committed value, rerun value) of the seeds both have, and `test` Welch's test between
+    them. The rerun *lands inside the stated spread* when its mean lies inside the committed
+    95 % interval of the mean (for a group with no spread, such as plain VGG38 at chance in
+    every seed: when it equals it); with fewer than 3 committed runs there is no interval and
+    the check says so (`inside` is None).
+    """
+
+    label: str
+    group: str
+    metric: str
+    committed: Optional[Spread]
+    rerun: Optional[Spread]
+    same_seed: tuple[tuple[int, float, float], ...]
+    test: WelchTest
+
+    @property
+    def identical(self) -> bool:
+        """Every seed gave the committed number exactly (same kernels, same thread count)."""
+        return bool(self.same_seed) and all(a == b for _, a, b in self.same_seed) and \
+            self.rerun is not None and self.committed is not None and self.rerun.n == self.committed.n
+
+    @property
+    def inside(self) -> Optional[bool]:
+        if self.committed is None or self.rerun is None:
+            return False
+        if self.committed.min == self.committed.max:  # no spread: a std of 0, or a geometric factor of 1
+            return math.isclose(self.rerun.mean, self.committed.mean, rel_tol=1e-9, abs_tol=1e-12)
+        if self.committed.interval is None:
+            return None
+        low, high = self.committed.interval
+        return low <= self.rerun.mean <= high
+
+
+def check_rerun(out: PathLike, result_file: PathLike, metrics: Sequence[str] = RERUN_METRICS) -> list[RerunCheck]:
+    """Whether the sweep `out`, a rerun of a budget grid, lands inside the spread its committed
+    result file states (``cifarnets compare DIR --against results/NAME.json``).
+
+    Groups are matched by their seed-group name; a group the rerun has not trained yet, or
+    one the result file does not hold, is left out. Raises `ConfigError` when the sweep is of
+    another grid than the file (their titles differ) or they share no group.
+    """
+    path = Path(result_file)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the result file {str(path)!r}: {exc}; give a results/NAME.json that "
+                          "`cifarnets plot DIR --results` wrote") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise ConfigError(f"{path} is not a result file (no runs); give one that `cifarnets plot DIR --results` wrote")
+    grid, _ = load_sweep(out)
+    if data.get("title") not in (grid.title, _title(grid)):  # write_results stores the title with the report
+        raise ConfigError(f"{path} is the result file of {data.get('title')!r}, but the sweep {out} ran "
+                          f"{grid.title!r}; give the result file of the grid the sweep ran")
+    for metric in metrics:
+        if metric not in GROUP_METRICS:
+            raise ConfigError(f"check_rerun compares one of {', '.join(GROUP_METRICS)}, not {metric!r}")
+    rerun = [r for r in sweep_table(out).rows if r.epochs]
+    committed_groups = {g["group"]: g for g in data.get("groups", [])}
+    checks = []
+    for group, info in committed_groups.items():
+        mine = [r for r in rerun if r.group == group]
+        if not mine:
+            continue
+        theirs = [r for r in data["runs"] if r.get("group") == group]
+        for metric in metrics:
+            geometric = metric == "grad_ratio"
+            by_seed = {r.get("seed"): r.get(metric) for r in theirs}
+            pairs = tuple((int(r.seed), float(by_seed[r.seed]), float(r[metric])) for r in mine
+                          if r.seed in by_seed and by_seed[r.seed] is not None and r[metric] is not None)
+            a = [r.get(metric) for r in theirs]
+            b = [r[metric] for r in mine]
+            checks.append(RerunCheck(info.get("label", group), group, metric, summarize(a, geometric=geometric),
+                                     summarize(b, geometric=geometric), pairs, welch_test(a, b, geometric=geometric)))
+    if not checks:
+        raise ConfigError(f"the sweep {out} has trained none of the groups of {path} "
+                          f"({', '.join(committed_groups)}); run the grid first")
+    return checks
+
+
 def plot_sweep(out: PathLike, plot_dir: Optional[PathLike] = None, *, title: Optional[str] = None) -> list[Path]:
     """The sweep's pictures and table into `plot_dir` (default ``out/plots``); returns the files.
 
-    Writes ``curves.png`` (every cell's loss and accuracy), ``CELL/gradient_flow.png`` per cell
-    that recorded it, and ``results.md`` / ``results.csv`` (`sweep_table`).
+    Writes ``curves.png`` (every cell's loss and accuracy), ``curves_seeds.png`` where cells
+    have several seeds (each cell's mean over its seeds with a ± 1 standard deviation band),
+    ``CELL/gradient_flow.png`` per cell that recorded it, and ``results.md`` / ``results.csv``
+    (`sweep_table`).
     """
     from .. import plots
 
@@ -198,5 +290,17 @@ def plot_sweep(out: PathLike, plot_dir: Optional[PathLike] = None, *, title: Opt
         if history.grad_flow_layers():
             written.append(plots.save(plots.gradient_flow(history), plot_dir / cell.name / "gradient_flow.png"))
     table = sweep_table(out)
+    if table.has_seed_groups():
+        by_group: dict[str, list[History]] = {}
+        labels: dict[str, set[str]] = {}
+        for cell, history in histories:
+            by_group.setdefault(cell.group_name, []).append(history)
+            labels.setdefault(cell.label, set()).add(cell.group_name)
+        # A cell's label names its seed group in the legend unless two groups share it.
+        named = {cell.group_name: cell.label if len(labels[cell.label]) == 1 else cell.group_name
+                 for cell, _ in histories}
+        seeds = {named[group]: runs for group, runs in by_group.items()}
+        figure = plots.seed_curves(seeds, title=(title or _title(grid)) + ": mean over seeds")
+        written.append(plots.save(figure, plot_dir / "curves_seeds.png"))
     written += [table.save(plot_dir / "results.md"), table.save(plot_dir / "results.csv")]
     return written
