@@ -22,7 +22,7 @@ from .._utils import PathLike, atomic_write
 from ..errors import CheckpointError, ConfigError, RunNotFoundError
 from ..train import History
 from ..train.results import GROUP_METRICS, ResultRow, ResultsTable, grad_ratio, result_row
-from ..train.stats import Spread, WelchTest, summarize, welch_test
+from ..train.stats import Spread, WelchTest, welch_test
 from .api import load_sweep
 from .cell import cell_status
 from .grid import Cell, Grid
@@ -184,9 +184,9 @@ RERUN_METRICS = ("best_val_acc", "grad_ratio")
 class RerunCheck:
     """One cell group's `metric` in a rerun of a grid against the committed result file.
 
-    `committed` and `rerun` are the two groups' spreads, `same_seed` the pairs (seed,
-    committed value, rerun value) of the seeds both have, and `test` Welch's test between
-    them. The rerun *lands inside the stated spread* when its mean lies inside the committed
+    `test` is Welch's test between them (`compare_groups`), whose two spreads are `committed`
+    and `rerun`; `same_seed` holds the pairs (seed, committed value, rerun value) of the seeds
+    both have. The rerun *lands inside the stated spread* when its mean lies inside the committed
     95 % interval of the mean (for a group with no spread, such as plain VGG38 at chance in
     every seed: when it equals it); with fewer than 3 committed runs there is no interval and
     the check says so (`inside` is None).
@@ -195,10 +195,16 @@ class RerunCheck:
     label: str
     group: str
     metric: str
-    committed: Optional[Spread]
-    rerun: Optional[Spread]
     same_seed: tuple[tuple[int, float, float], ...]
     test: WelchTest
+
+    @property
+    def committed(self) -> Optional[Spread]:
+        return self.test.a
+
+    @property
+    def rerun(self) -> Optional[Spread]:
+        return self.test.b
 
     @property
     def identical(self) -> bool:
@@ -250,14 +256,11 @@ def check_rerun(out: PathLike, result_file: PathLike, metrics: Sequence[str] = R
             continue
         theirs = [r for r in data["runs"] if r.get("group") == group]
         for metric in metrics:
-            geometric = metric == "grad_ratio"
             by_seed = {r.get("seed"): r.get(metric) for r in theirs}
             pairs = tuple((int(r.seed), float(by_seed[r.seed]), float(r[metric])) for r in mine
-                          if r.seed in by_seed and by_seed[r.seed] is not None and r[metric] is not None)
-            a = [r.get(metric) for r in theirs]
-            b = [r[metric] for r in mine]
-            checks.append(RerunCheck(info.get("label", group), group, metric, summarize(a, geometric=geometric),
-                                     summarize(b, geometric=geometric), pairs, welch_test(a, b, geometric=geometric)))
+                          if r.seed is not None and by_seed.get(r.seed) is not None and r[metric] is not None)
+            checks.append(RerunCheck(info.get("label", group), group, metric, pairs,
+                                     compare_groups(theirs, mine, metric)))
     if not checks:
         raise ConfigError(f"the sweep {out} has trained none of the groups of {path} "
                           f"({', '.join(committed_groups)}); run the grid first")
