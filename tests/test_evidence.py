@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from cifarnets.sweep import (
 )
 from cifarnets.train import results_table
 from cifarnets.train.history import EpochRecord, History
+from cifarnets.train.results import GROUP_METRICS
 from cifarnets.train.stats import student_t_cdf, student_t_quantile, summarize, welch_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -328,6 +330,43 @@ def test_a_rerun_of_another_grid_or_a_foreign_file_is_refused(sweep, tmp_path, c
     assert "--against checks one sweep folder" in capsys.readouterr().err
 
 
+def test_a_grid_with_table_groups_keeps_its_seed_groups_apart(sweep, tmp_path, capsys):
+    # A grid's own `group` (its section in the table, e.g. "5.1") once overwrote the runs' seed
+    # group in the result file, and a sweep checked against its own file landed OUTSIDE.
+    grid = (sweep / "grid.toml").read_text()
+    grid = grid.replace('label = "plain"', 'label = "plain"\ngroup = "5.1"')
+    grid = grid.replace('label = "BN"', 'label = "BN"\ngroup = "5.4"')
+    (sweep / "grid.toml").write_text(grid)
+    table = sweep_table(sweep)
+    assert [r["group"] for r in table.rows] == ["5.1"] * 3 + ["5.4"] * 2
+    assert [g.n for g in table.groups()] == [3, 2]
+    committed, _ = write_results(sweep, tmp_path / "results" / "r.json")
+    data = json.loads(committed.read_text())
+    assert {r["seed_group"] for r in data["runs"]} == {g["seed_group"] for g in data["groups"]}
+    assert all(c.identical for c in check_rerun(sweep, committed))
+    assert main(["compare", str(sweep), "--against", str(committed)]) == 0
+    assert "3 of 4 checks (2 cell groups) land inside the stated spread" in capsys.readouterr().out
+
+
+def test_an_extra_column_cannot_hide_a_field_of_the_row():
+    row = results_table([history([30.0], seed=0)])[0]
+    with pytest.raises(ValueError, match=r"\['seed_group'\] have the names of ResultRow fields"):
+        replace(row, extra={"seed_group": "5.1"})
+
+
+def test_a_result_file_without_seed_groups_or_with_missing_runs_is_refused(sweep, tmp_path):
+    committed, _ = write_results(sweep, tmp_path / "results" / "r.json")
+    data = json.loads(committed.read_text())
+    old = {**data, "groups": [{("group" if k == "seed_group" else k): v for k, v in g.items()} for g in data["groups"]]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="names no seed group per group"):
+        check_rerun(sweep, tmp_path / "old.json")
+    cut = {**data, "runs": data["runs"][1:]}  # a run of the plain group taken out by hand
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
+    with pytest.raises(ConfigError, match="'plain' counts 3 runs but the file holds 2"):
+        check_rerun(sweep, tmp_path / "cut.json")
+
+
 # ---------------------------------------------------------------- README quotes the committed result file
 
 
@@ -338,42 +377,88 @@ def _readme_row(grid: str) -> str:
     return rows[0]
 
 
-def _quotes_agree(row: str, data: dict) -> None:
-    quoted = re.findall(r"([A-Z][\w+ ]*?) (\d+\.\d) ± (\d+\.\d) \(n = (\d+)\)", row)
-    expected = [(g["label"], f"{g['stats']['best_val_acc']['mean']:.1f}", f"{g['stats']['best_val_acc']['std']:.1f}",
-                 str(g["stats"]["best_val_acc"]["n"])) for g in data["groups"]]
-    assert [(label.strip(), m, s, n) for label, m, s, n in quoted] == expected
-    ratios = re.findall(r"([A-Z][\w+ ]*?) ([\d.]+e-\d+|[\d.]+) ×/÷ ([\d.]+)", row)
-    assert ratios, "README quotes the gradient ratio's geometric mean"
-    by_label = {g["label"]: g["stats"]["grad_ratio"] for g in data["groups"]}
-    for label, mean, factor in ratios:
-        assert (mean, factor) == (f"{by_label[label.strip()]['mean']:.2g}", f"{by_label[label.strip()]['std']:.2g}")
-    assert f"{data['cpu_seconds']:,.0f} CPU-seconds" in row and f"{data['wall_seconds']:,.0f} s wall" in row
+# The metric each grid's README row and comment quote: best validation accuracy, or test accuracy
+# where the grid (the AlexNet/VGG report's) has no validation split.
+QUOTED_METRIC = {
+    "seed001_vgg38_bn_rc_budget": "best_val_acc",
+    "seed003_deeper_vggs_budget": "best_val_acc",
+    "seed004_alexnet_vgg_budget": "test_acc",
+    "seed000_resnet18_hparams_budget": "best_val_acc",
+}
 
 
-def test_readme_budget_table_quotes_the_result_file():
-    data = json.loads((ROOT / "results" / "seed001_vgg38_bn_rc_budget.json").read_text())
-    row = _readme_row("seed001_vgg38_bn_rc_budget")
-    _quotes_agree(row, data)
-    assert f"load {data['load_average_start'][0]:.2f}–{data['load_average_end'][0]:.2f}" in row
+def _result_file(grid: str) -> dict:
+    return json.loads((ROOT / "results" / f"{grid}.json").read_text())
 
 
-def test_the_result_file_and_its_table_agree():
-    data = json.loads((ROOT / "results" / "seed001_vgg38_bn_rc_budget.json").read_text())
-    table = (ROOT / "results" / "seed001_vgg38_bn_rc_budget.md").read_text()
+def _quotes_agree(text: str, data: dict, metric: str) -> None:
+    """Every cell's "LABEL MEAN ± STD (n = N)" and each "LABEL GEOMEAN ×/÷ FACTOR" in `text` is the
+    result file's, no other such figure appears, and the CPU seconds, wall time and load are the file's."""
+    for g in data["groups"]:
+        s = g["stats"][metric]
+        assert f"{g['label']} {s['mean']:.1f} ± {s['std']:.1f} (n = {s['n']})" in text, g["label"]
+    assert len(re.findall(r"\d ± \d+\.\d \(n = \d+\)", text)) == len(data["groups"])
+    quoted_ratios = [f"{g['label']} {g['stats']['grad_ratio']['mean']:.2g} ×/÷ {g['stats']['grad_ratio']['std']:.2g}"
+                     for g in data["groups"]]
+    ratios = [q for q in quoted_ratios if q in text]
+    assert len(re.findall(r"×/÷ [\d.]+", text)) == len(ratios), "a gradient ratio that is not the file's"
+    assert f"{data['cpu_seconds']:,.0f} CPU-seconds" in text and f"{data['wall_seconds']:,.0f} s wall" in text
+    start, end = data["load_average_start"][0], data["load_average_end"][0]
+    assert re.search(rf"load {start:.2f}[-–]{end:.2f}", text)
+
+
+@pytest.mark.parametrize("grid", sorted(QUOTED_METRIC))
+def test_readme_budget_table_quotes_the_result_file(grid):
+    _quotes_agree(_readme_row(grid), _result_file(grid), QUOTED_METRIC[grid])
+
+
+def test_the_vanished_gradient_is_quoted_where_a_grid_shows_it():
+    assert "VGG38 8.3e-12 ×/÷ 91" in _readme_row("seed001_vgg38_bn_rc_budget")
+    assert "5.1 VGG38 8.3e-12 ×/÷ 91" in _readme_row("seed003_deeper_vggs_budget")
+    assert "vgg16 2.2e-05 ×/÷ 1" in _readme_row("seed004_alexnet_vgg_budget")
+
+
+@pytest.mark.parametrize("grid", sorted(QUOTED_METRIC))
+def test_the_grid_comment_quotes_the_result_file_too(grid):
+    text = (ROOT / "examples" / "grids" / f"{grid}.toml").read_text()
+    comment = " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+    _quotes_agree(comment, _result_file(grid), QUOTED_METRIC[grid])
+    assert f"results/{grid}.md" in comment
+
+
+@pytest.mark.parametrize("grid", sorted(QUOTED_METRIC))
+def test_the_result_file_and_its_table_agree(grid):
+    data = _result_file(grid)
+    table = (ROOT / "results" / f"{grid}.md").read_text()
+    metric = QUOTED_METRIC[grid]
     assert data["seeds"] == [0, 1, 2] and all(g["n"] == 3 for g in data["groups"])
     for g in data["groups"]:
-        s = g["stats"]["best_val_acc"]
-        assert f"| {g['label']} | best val acc | 3 | {s['mean']:.2f} ± {s['std']:.2f} |" in table
+        s = g["stats"][metric]
+        assert f"| {g['label']} | {GROUP_METRICS[metric]} | 3 | {s['mean']:.2f} ± {s['std']:.2f} |" in table
 
 
-def test_the_grid_comment_and_the_training_docs_quote_the_result_file_too():
-    data = json.loads((ROOT / "results" / "seed001_vgg38_bn_rc_budget.json").read_text())
-    grid = (ROOT / "examples" / "grids" / "seed001_vgg38_bn_rc_budget.toml").read_text()
-    comment = " ".join(line[2:] for line in grid.splitlines() if line.startswith("# "))
-    _quotes_agree(comment, data)
+def test_the_training_docs_quote_the_seed001_result_file():
+    data = _result_file("seed001_vgg38_bn_rc_budget")
     docs = (ROOT / "docs" / "training.md").read_text()
     for g in data["groups"]:
         b, t = g["stats"]["best_val_acc"], g["stats"]["test_acc"]
         assert (f"| {g['label']} | {b['mean']:.1f} ± {b['std']:.1f} ({b['min']:.1f}–{b['max']:.1f}) | "
                 f"{t['mean']:.1f} ± {t['std']:.1f} |") in docs
+
+
+@pytest.mark.parametrize("grid", sorted(set(QUOTED_METRIC) - {"seed001_vgg38_bn_rc_budget"}))
+def test_the_training_docs_give_every_budget_grids_spread(grid):
+    docs = (ROOT / "docs" / "training.md").read_text()
+    metric = QUOTED_METRIC[grid]
+    for g in _result_file(grid)["groups"]:
+        s = g["stats"][metric]
+        assert (f"| {g['label']} | {s['mean']:.1f} ± {s['std']:.1f} ({s['min']:.1f}–{s['max']:.1f}) | "
+                f"{metric.replace('_', ' ')} | `{grid}` |") in docs
+
+
+def test_a_cell_shared_by_two_grids_gives_the_same_numbers_in_each():
+    one, three = _result_file("seed001_vgg38_bn_rc_budget"), _result_file("seed003_deeper_vggs_budget")
+    for model in ("vgg08", "vgg38"):
+        a = sorted((r["seed"], r["best_val_acc"], r["test_acc"]) for r in one["runs"] if r["seed_group"] == model)
+        b = sorted((r["seed"], r["best_val_acc"], r["test_acc"]) for r in three["runs"] if r["seed_group"] == model)
+        assert a == b and len(a) == 3

@@ -41,7 +41,7 @@ def test_row_takes_the_best_epoch_and_averages_epoch_times():
         run="vgg38 bn", model="vgg38", params=338_500, lr=1e-2, best_epoch=2, train_loss=1.0, train_acc=60.0,
         val_loss=1.25, val_acc=50.0, test_loss=0.5, test_acc=59.19, seconds_per_epoch=34.0,
         params_per_point=338_500 / 59.19, epochs=3, final_train_loss=2.0 / 3, final_train_acc=90.0,
-        final_val_loss=2.5 / 3, final_val_acc=75.0, best_val_acc=50.0, group=row.group,
+        final_val_loss=2.5 / 3, final_val_acc=75.0, best_val_acc=50.0, seed_group=row.seed_group,
     )
     assert row["final_val_acc"] == 75.0 and "published_val_acc" not in row and row.get("folder") is None
 

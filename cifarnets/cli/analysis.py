@@ -249,7 +249,7 @@ def _check_rerun(args: argparse.Namespace) -> int:
                   + ", ".join(f"{seed}: {fmt(a)} -> {fmt(b)}" for seed, a, b in check.same_seed))
         if check.test.p is not None:
             print(f"  Welch's t-test{' on log10' if geometric else ''}: p = {check.test.p:.3g}")
-    groups = len({c.group for c in checks})
+    groups = len({c.seed_group for c in checks})
     if outside:
         print(f"{len(outside)} of {len(checks)} checks ({groups} cell groups) land outside the stated spread: "
               f"{', '.join(outside)}")

@@ -49,8 +49,8 @@ def _sweep_row(cell: Cell, history: Optional[History], status: str) -> ResultRow
         return ResultRow(run=cell.label, model=cell.model, params=history.params if history else 0, lr=None,
                          best_epoch=None, train_loss=None, train_acc=None, val_loss=None, val_acc=None,
                          test_loss=None, test_acc=None, seconds_per_epoch=None, params_per_point=None,
-                         seed=cell.train.get("seed"), group=cell.group_name, extra=extra)
-    return result_row(history, group=cell.group_name, extra=extra)
+                         seed=cell.train.get("seed"), seed_group=cell.group_name, extra=extra)
+    return result_row(history, seed_group=cell.group_name, extra=extra)
 
 
 def sweep_table(out: PathLike) -> ResultsTable:
@@ -154,17 +154,17 @@ def resolve_group(spec: PathLike, sweep: Optional[PathLike] = None) -> tuple[str
     """
     path = Path(spec)
     if sweep is None and (path / "history.json").is_file() and not (path.parent / "grid.toml").is_file():
-        row = result_row(History.load(path), group=str(path))
+        row = result_row(History.load(path), seed_group=str(path))
         return str(path), [row]
     folder, name = (Path(sweep), str(spec)) if sweep is not None else (path.parent, path.name)
     if not (folder / "grid.toml").is_file():
         raise RunNotFoundError(f"{spec} is neither a run folder (with history.json) nor DIR/CELL of a sweep folder; "
                                "give run folders, or a sweep folder and cell names")
     table = sweep_table(folder)
-    chosen = [r for r in table.rows if name in (r.extra.get("folder"), r.group, r.extra.get("cell"))]
+    chosen = [r for r in table.rows if name in (r.extra.get("folder"), r.seed_group, r.extra.get("cell"))]
     chosen = [r for r in chosen if r.epochs]
     if not chosen:
-        names = sorted({r.group for r in table.rows})
+        names = sorted({r.seed_group for r in table.rows})
         raise RunNotFoundError(f"no trained cell {name!r} in the sweep {folder}; its cell groups: {', '.join(names)} "
                                "(or a folder name, or a label)")
     return str(chosen[0].extra.get("cell", name)), chosen
@@ -193,7 +193,7 @@ class RerunCheck:
     """
 
     label: str
-    group: str
+    seed_group: str
     metric: str
     same_seed: tuple[tuple[int, float, float], ...]
     test: WelchTest
@@ -248,13 +248,23 @@ def check_rerun(out: PathLike, result_file: PathLike, metrics: Sequence[str] = R
         if metric not in GROUP_METRICS:
             raise ConfigError(f"check_rerun compares one of {', '.join(GROUP_METRICS)}, not {metric!r}")
     rerun = [r for r in sweep_table(out).rows if r.epochs]
-    committed_groups = {g["group"]: g for g in data.get("groups", [])}
+    try:
+        committed_groups = {g["seed_group"]: g for g in data.get("groups", [])}
+    except (KeyError, TypeError):
+        raise ConfigError(f"{path} names no seed group per group (a result file of an older cifarnets, or "
+                          "edited); write it again with `cifarnets plot DIR --results FILE`") from None
     checks = []
     for group, info in committed_groups.items():
-        mine = [r for r in rerun if r.group == group]
+        mine = [r for r in rerun if r.seed_group == group]
         if not mine:
             continue
-        theirs = [r for r in data["runs"] if r.get("group") == group]
+        # The group's own list of its runs says which per-run rows are its seeds.
+        folders = set(info.get("runs", []))
+        theirs = [r for r in data["runs"] if r.get("folder") in folders]
+        if len(theirs) != info.get("n") or len(folders) != info.get("n"):
+            raise ConfigError(f"{path} is inconsistent: the group {info.get('label', group)!r} counts "
+                              f"{info.get('n')} runs but the file holds {len(theirs)} of them; write it again "
+                              "with `cifarnets plot DIR --results FILE`")
         for metric in metrics:
             by_seed = {r.get("seed"): r.get(metric) for r in theirs}
             pairs = tuple((int(r.seed), float(by_seed[r.seed]), float(r[metric])) for r in mine

@@ -95,8 +95,9 @@ class ResultRow:
         best_val_acc: the best epoch's validation accuracy (None without validation).
         grad_ratio: `grad_ratio` of the run.
         seed: the training seed (the config's).
-        group: the key of the run's seed group (runs with the same key differ only by their seed).
-        extra: columns the caller adds (a sweep: ``cell``, ``folder``, ``status``, ``published_*``).
+        seed_group: the key of the run's seed group (runs with the same key differ only by their seed).
+        extra: columns the caller adds (a sweep: ``cell``, ``folder``, ``status``, its grid's ``group``,
+            ``published_*``); none may share a field's name (it would hide the field in `as_dict`).
     """
 
     run: str
@@ -120,8 +121,13 @@ class ResultRow:
     best_val_acc: Optional[float] = None
     grad_ratio: Optional[float] = None
     seed: Optional[int] = None
-    group: str = ""
+    seed_group: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        shadowed = sorted(set(self.extra) & set(_FIELDS))
+        if shadowed:
+            raise ValueError(f"extra columns {shadowed} have the names of ResultRow fields; give them other names")
 
     def __getitem__(self, key: str) -> Any:
         if key in self.extra:
@@ -155,7 +161,7 @@ _HEADERS = {
 # The Markdown table of single runs leaves out `model` (the run name already starts with it).
 RUN_COLUMNS = ("run", "params", "lr", "best_epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
                "test_acc", "seconds_per_epoch", "params_per_point")
-_TEXT_COLUMNS = {"run", "model", "cell", "folder", "status", "group"}
+_TEXT_COLUMNS = {"run", "model", "cell", "folder", "status", "group", "seed_group"}
 
 
 def _finite(value: Optional[float]) -> Optional[float]:
@@ -168,9 +174,9 @@ def _group_key(history: History) -> str:
     return json.dumps([history.name, history.model, history.model_kwargs, config], sort_keys=True, default=str)
 
 
-def result_row(history: History, *, group: Optional[str] = None, extra: Optional[Mapping[str, Any]] = None
+def result_row(history: History, *, seed_group: Optional[str] = None, extra: Optional[Mapping[str, Any]] = None
                ) -> ResultRow:
-    """The `ResultRow` of one history; `group` names its seed group (default: from its settings)."""
+    """The `ResultRow` of one history; `seed_group` names its seed group (default: from its settings)."""
     best = history.best()
     best_val = best.val_acc if best is not None else None
     if best is None and history.epochs:
@@ -200,7 +206,7 @@ def result_row(history: History, *, group: Optional[str] = None, extra: Optional
         final_val_acc=_finite(last.val_acc) if last else None,
         best_val_acc=_finite(best_val), grad_ratio=grad_ratio(history),
         seed=seed if isinstance(seed, int) else None,
-        group=group if group is not None else _group_key(history), extra=dict(extra or {}),
+        seed_group=seed_group if seed_group is not None else _group_key(history), extra=dict(extra or {}),
     )
 
 
@@ -224,7 +230,7 @@ class GroupRow:
         return len(self.runs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "group": self.key, "n": self.n, "runs": list(self.runs),
+        return {"label": self.label, "seed_group": self.key, "n": self.n, "runs": list(self.runs),
                 "seeds": list(self.seeds), "stats": {k: s.to_dict() for k, s in self.stats.items()},
                 "published": self.published}
 
@@ -324,7 +330,7 @@ class ResultsTable(Sequence[ResultRow]):
         """One `GroupRow` per seed group, in the order of their first runs."""
         order: dict[str, list[ResultRow]] = {}
         for row in self.rows:
-            order.setdefault(row.group, []).append(row)
+            order.setdefault(row.seed_group, []).append(row)
         return tuple(_group(rows, key) for key, rows in order.items())
 
     def records(self) -> list[dict[str, Any]]:
@@ -441,9 +447,10 @@ def results_table(runs: Iterable[Union[History, PathLike]]) -> ResultsTable:
     rows = [result_row(h) for h in histories]
     seeds: dict[str, list[Optional[int]]] = {}
     for row in rows:
-        seeds.setdefault(row.group, []).append(row.seed)
+        seeds.setdefault(row.seed_group, []).append(row.seed)
     # Runs of one setting are seed replicates only if their seeds differ (two runs of one seed are
     # two separate runs, e.g. the same model with and without gradient flow); those stay apart.
-    rows = [r if len(set(seeds[r.group])) == len(seeds[r.group]) else replace(r, group=f"{r.group}#{i}")
+    rows = [r if len(set(seeds[r.seed_group])) == len(seeds[r.seed_group])
+            else replace(r, seed_group=f"{r.seed_group}#{i}")
             for i, r in enumerate(rows)]
     return ResultsTable(tuple(rows))
