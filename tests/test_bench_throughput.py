@@ -63,6 +63,7 @@ def test_probe_times_forward_to_backward_end_and_the_step_only(bench):
     assert kinds == ["F", "B", "B", "B", "B", "S", "E"] + ["F", "B", "S", "E"] * 2
     assert steps == 3
     assert inside == (4 + 1) + (1 + 1) * 2  # F..last B, plus S..E, per step
+    assert probe.span == len(kinds) - 1  # the first mark is the first F, the last the last E
     assert len(probe._grad_handles) == 1
 
 
@@ -80,11 +81,27 @@ def test_figures_flag_fit_faster_than_bare_as_a_measurement_error(bench):
 
 
 def test_targets_are_reported_met_or_not(bench):
-    rows = [{"model": "a", "fit_over_bare": 0.975, "outside_fraction": 0.015},
-            {"model": "b", "fit_over_bare": 0.95, "outside_fraction": 0.03}]
-    a, b = bench.target_lines(rows)
+    common = {"images_per_slice": 512, "batch": 64, "fit": 640.0, "outside_between_steps": 0.01,
+              "outside_at_ends": 0.005, "ends_seconds": 0.0782}
+    rows = [{"model": "a", "fit_over_bare": 0.975, "outside_fraction": 0.015, **common},
+            {"model": "b", "fit_over_bare": 0.95, "outside_fraction": 0.03, **common}]
+    a, a_split, b, _ = bench.target_lines(rows)
     assert a.count(": met") == 2 and "NOT MET" not in a
     assert b.count("NOT MET") == 2
+    # 78.2 ms of epoch ends over a 782-step CIFAR-10 epoch of 0.1 s steps: 0.1 %.
+    assert "8-step slice" in a_split and "0.10% of a 782-step CIFAR-10 epoch" in a_split
+    assert "outside f/b/s there about 1.1%" in a_split
+
+
+def test_a_slice_splits_its_outside_time_between_steps_and_ends(bench):
+    sample = bench.Sample(64, 10.0, 8.0, span=9.5)  # 8 s in steps, first forward to last step 9.5 s
+    assert sample.outside == pytest.approx(0.2)
+    assert sample.between_steps == pytest.approx(0.15) and sample.ends == pytest.approx(0.05)
+    r = bench.ModelResult("m", 1, 64, batch=32)
+    r.samples = {"bare": [bench.Sample(64, 9.0, 9.0)], "fit": [sample]}
+    figures = r.figures()
+    assert figures["outside_between_steps"] == pytest.approx(0.15)
+    assert figures["ends_seconds"] == pytest.approx(0.5)
 
 
 def test_parts_are_shares_of_the_same_rounds_bare_step(bench):
@@ -111,6 +128,8 @@ def test_a_quick_run_prints_its_tables_targets_and_load(bench, capsys, tmp_path)
         assert f"| vgg08 | {part} |" in out
     assert re.search(r"target vgg08: fit/bare [\d.]+ >= 0.97: (met|NOT MET); outside f/b/s [\d.]+% <= 2%: "
                      r"(met|NOT MET)", out), out
+    assert re.search(r"of which between steps [\d.]+%; at the epoch's ends [\d.]+ ms per epoch", out), out
+    assert "(b) between steps" in out and "(b) epoch ends, ms" in out
     assert "load average before:" in out and "load average after:" in out
     report = bench.json.loads((tmp_path / "out.json").read_text())
     assert report["threads"] == 1 and set(report["load_average"]) == {"before", "after"}

@@ -214,6 +214,39 @@ def test_recorder_keeps_float64_precision_for_tiny_gradients():
     assert recorder.result()["0"] == pytest.approx(1e-30, rel=1e-9)
 
 
+@pytest.mark.parametrize("block_rows", [1, 3, 256])
+def test_recorder_blocks_give_the_bits_of_adding_every_step_in_order(monkeypatch, block_rows):
+    """Rows folded block by block (and by a `result` in the middle) equal ``sums += value`` per step."""
+    from cifarnets.analysis import _gradient_flow
+
+    monkeypatch.setattr(_gradient_flow, "_BLOCK_ROWS", block_rows)
+    model = TinyConvNet()
+    recorder = GradientFlowRecorder(model)
+    sums = torch.zeros(2, dtype=torch.float64)
+    counts = torch.zeros(2, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(10):
+        grads = [p.new_empty(p.shape).normal_(generator=generator) * 10.0 ** -(step % 7)
+                 for _, p in weight_layers(model)]
+        if step == 4:
+            grads[1].fill_(float("inf"))
+        for (_, p), g in zip(weight_layers(model), grads):
+            p.grad = g
+        if step == 6:
+            model.conv.weight.grad = None
+        recorder.accumulate()
+        values = torch.tensor([math.nan if p.grad is None else torch._foreach_norm([p.grad], 1)[0].item()
+                               for _, p in weight_layers(model)], dtype=torch.float64)
+        finite = torch.isfinite(values)
+        sums += torch.where(finite, values, torch.zeros_like(values))
+        counts += finite
+        if step == 5:
+            recorder.result()  # reading mid-epoch folds early and keeps counting
+    numel = torch.tensor([p.numel() for _, p in weight_layers(model)], dtype=torch.float64)
+    assert list(recorder.result().values()) == (sums / (counts * numel)).tolist()
+    assert recorder.steps == 10
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_recorder_accumulate_never_waits_for_the_device():
     model = TinyConvNet().cuda()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cifarnets.data import DeviceLoader, ImageSet, crop_flip
+from cifarnets.data import DeviceLoader, ImageSet, crop_flip, normalize
+from cifarnets.data import loader as loader_module
 
 
 def _reference(loader: DeviceLoader, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches as the loader made them before: index, `crop_flip`, normalise."""
+    """The batches as the loader made them before: index, `crop_flip`, cast, normalise, change the layout."""
     indices, params = loader.epoch_plan(epoch)
     out = []
     for b in range(len(loader)):
@@ -19,7 +20,10 @@ def _reference(loader: DeviceLoader, epoch: int) -> list[tuple[torch.Tensor, tor
         if params is not None:
             p = params[lo:lo + loader.batch_size]
             images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=loader.padding)
-        out.append((loader._normalize(images), loader.data.labels.index_select(0, idx)))
+        images = normalize(images, loader.mean, loader.std, dtype=loader.dtype)
+        if loader.channels_last:
+            images = images.to(memory_format=torch.channels_last)
+        out.append((images, loader.data.labels.index_select(0, idx)))
     return out
 
 
@@ -28,14 +32,20 @@ def _reference(loader: DeviceLoader, epoch: int) -> list[tuple[torch.Tensor, tor
 @pytest.mark.parametrize("batch_size, world_size, rank, drop_last", [(8, 1, 0, False), (1, 1, 0, False),
                                                                      (6, 3, 2, False), (5, 2, 1, True)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_row_run_crops_equal_the_gather(shape, padding, batch_size, world_size, rank, drop_last, channels_last):
+@pytest.mark.parametrize("per_chunk", [1, 3, None])
+def test_row_run_crops_equal_the_gather(monkeypatch, shape, padding, batch_size, world_size, rank, drop_last,
+                                        channels_last, per_chunk):
+    """Chunks of 1 and 3 batches (the last one partial) and the default (one chunk for these sizes)."""
     if padding >= min(shape[2:]):
         pytest.skip("padding must be smaller than the image")
+    if per_chunk is not None:
+        monkeypatch.setattr(loader_module, "_CHUNK_BYTES", per_chunk * batch_size * shape[1] * shape[2] * shape[3] * 4)
     gen = torch.Generator().manual_seed(sum(shape) + padding)
     data = ImageSet(torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen), torch.arange(shape[0]))
     loader = DeviceLoader(data, batch_size, train=True, mean=(0.5,) * shape[1], std=(0.25,) * shape[1],
                           padding=padding, seed=3, rank=rank, world_size=world_size, drop_last=drop_last,
                           channels_last=channels_last)
+    assert loader.batches_per_chunk == (per_chunk or loader.batches_per_chunk)
     for epoch in (0, 7):
         ours = list(loader.batches(epoch))
         theirs = _reference(loader, epoch)
@@ -48,5 +58,13 @@ def test_row_run_crops_equal_the_gather(shape, padding, batch_size, world_size, 
         _, params = loader.epoch_plan(epoch)
         if padding and len(params) > 4:
             assert params[:, 2].any() and not params[:, 2].all()
-    tail = list(loader.batches(7, start=1))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(tail, _reference(loader, 7)[1:]))
+    for start in (1, 2):
+        tail = list(loader.batches(7, start=start))
+        reference = _reference(loader, 7)[start:]
+        assert len(tail) == len(reference) and all(torch.equal(a[0], b[0]) for a, b in zip(tail, reference))
+
+
+def test_a_chunk_is_a_few_mib_of_whole_batches():
+    data = ImageSet(torch.zeros(1000, 3, 32, 32, dtype=torch.uint8), torch.zeros(1000, dtype=torch.int64))
+    assert DeviceLoader(data, 64, train=True, mean=(0.5,) * 3, std=(0.25,) * 3).batches_per_chunk == 5
+    assert DeviceLoader(data, 500, train=True, mean=(0.5,) * 3, std=(0.25,) * 3).batches_per_chunk == 1

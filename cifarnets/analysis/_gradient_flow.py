@@ -59,6 +59,9 @@ VANISHING_GRADIENT_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 _WRAPPER_SEGMENT = "_orig_mod"  # torch.compile's OptimizedModule keeps the model under this name
+# Steps recorded per block before `GradientFlowRecorder` folds them into its sums: a few
+# hundred, so that a CIFAR epoch (782 steps of 64) folds about three times.
+_BLOCK_ROWS = 256
 
 
 def _clean_name(name: str) -> str:
@@ -105,10 +108,13 @@ class GradientFlowRecorder:
 
     The trainer calls `accumulate` after every backward (after ``scaler.unscale_`` when it
     uses a ``GradScaler``) and `result` once an epoch, then `reset`. Each `accumulate` is a
-    handful of device ops whatever the depth: one fused multi-tensor L1 norm over all
-    weight gradients (``torch._foreach_norm``, as ``clip_grad_norm_`` uses), one stack and
-    two in-place adds. It never reads a value back to the host, so it does not stall a GPU
-    pipeline; only `result` synchronises.
+    two device ops whatever the depth: one fused multi-tensor L1 norm over all weight
+    gradients (``torch._foreach_norm``, as ``clip_grad_norm_`` uses) and one stack into the
+    step's row of a block; a full block (and `result`) adds its rows to float64 sums in
+    step order. It never reads a value back to the host, so it does not stall a GPU
+    pipeline; only `result` synchronises. (Per step, the earlier stack, cast, finite mask
+    and two adds cost about three times as much inside a training step on a CPU:
+    docs/performance.md, "Overhead around the step".)
 
     Decisions:
         - A layer's value is the mean over the steps where it *had* a finite gradient. A
@@ -148,17 +154,23 @@ class GradientFlowRecorder:
         self._dtype = torch.float32 if self._device.type == "mps" else torch.float64
         self._numel = torch.tensor([p.numel() for p in self._params], dtype=self._dtype, device=self._device)
         self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._rows = torch.empty(_BLOCK_ROWS, len(self._params), dtype=self._dtype, device=self._device)
         self.reset()
 
     def reset(self) -> None:
         """Start a new average (call at the start of every epoch)."""
         self._sums = torch.zeros(len(self._params), dtype=self._dtype, device=self._device)
         self._counts = torch.zeros_like(self._sums)
+        self._filled = 0
         self.steps = 0
 
     @torch.no_grad()
     def accumulate(self) -> None:
-        """Add the current ``.grad`` of every layer to the running sums (no host sync)."""
+        """Record the current ``.grad`` of every layer (no host sync).
+
+        One fused norm and one stack into the next row of a block of `_BLOCK_ROWS` steps; the
+        rows are folded into the float64 sums when the block is full and by `result`.
+        """
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
         if not present:
             return
@@ -169,17 +181,33 @@ class GradientFlowRecorder:
         norms = list(torch._foreach_norm(grads, 1, dtype=torch.float32 if low_precision else None))  # type: ignore[arg-type]
         if not self._same_device:
             norms = [n.to(self._device, non_blocking=True) for n in norms]
-        values = torch.stack(norms).to(self._dtype)
-        finite = torch.isfinite(values)
-        values = torch.where(finite, values, torch.zeros_like(values))
+        row = self._rows[self._filled]
         if len(present) == len(self._params):
-            self._sums += values
-            self._counts += finite
+            torch.stack(norms, out=row)
         else:
-            index = self._index(tuple(present))
-            self._sums.index_add_(0, index, values)
-            self._counts.index_add_(0, index, finite.to(self._dtype))
+            # A layer without a gradient on this step is not counted, as a non-finite one is not.
+            row.fill_(math.nan)
+            row.index_copy_(0, self._index(tuple(present)), torch.stack(norms).to(self._dtype))
+        self._filled += 1
         self.steps += 1
+        if self._filled == _BLOCK_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the recorded rows to the sums, step after step in the order recorded.
+
+        A cumulative sum down the rows adds them one by one, as ``sums += row`` per step would
+        (the same float64 result; on CUDA the scan of a leading dimension is sequential too).
+        """
+        if self._filled == 0:
+            return
+        rows = self._rows[: self._filled]
+        finite = torch.isfinite(rows)
+        values = torch.where(finite, rows, torch.zeros((), dtype=rows.dtype, device=rows.device))
+        values[0] += self._sums
+        self._sums = values.cumsum(0)[-1]
+        self._counts += finite.sum(0, dtype=self._dtype)
+        self._filled = 0
 
     def _index(self, present: tuple[int, ...]) -> torch.Tensor:
         # Cached per pattern: building it each step would be a host-to-device copy per step.
@@ -192,6 +220,7 @@ class GradientFlowRecorder:
 
         NaN for a layer with no counted step. This is the one call that synchronises.
         """
+        self._fold()
         means = self._sums / (self._counts * self._numel)  # 0/0 -> NaN for layers never counted
         return dict(zip(self.layers, means.tolist()))
 

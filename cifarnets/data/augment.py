@@ -21,7 +21,9 @@ import torch.nn.functional as F
 
 from .errors import DataArgumentError
 
-__all__ = ["sample_crop_flip", "crop_flip", "random_crop_flip", "normalize", "normalization_affine"]
+__all__ = [
+    "apply_normalization", "crop_flip", "normalization_affine", "normalize", "random_crop_flip", "sample_crop_flip",
+]
 
 
 def sample_crop_flip(
@@ -113,7 +115,25 @@ def normalize(
         1.0
     """
     scale, shift = normalization_affine(mean, std, images.shape[1], images.device)
-    out = torch.addcmul(shift, images.to(torch.float32), scale)
+    return apply_normalization(images, scale, shift, dtype=dtype)
+
+
+def apply_normalization(
+    images: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """``images * scale + shift`` (`normalization_affine`'s pair) in float32, laid out as `memory_format`, as `dtype`.
+
+    One op from uint8 to the float32 result: the cast of uint8 is exact, so the values are
+    those of casting first, without the intermediate copy or a separate layout conversion
+    (`DeviceLoader` makes every batch through here).
+    """
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=memory_format)
+    torch.addcmul(shift, images, scale, out=out)
     return out if dtype == torch.float32 else out.to(dtype)
 
 

@@ -30,12 +30,16 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import torch
 
 from ..errors import DataError
-from .augment import crop_flip, normalization_affine
+from .augment import apply_normalization, crop_flip, normalization_affine
 from .containers import DataBundle, ImageSet
 from .errors import DataArgumentError, DataTypeError
 from .seeding import make_generator
 
 __all__ = ["DeviceLoader", "EmptySplitError", "Loaders", "make_loaders"]
+
+# Normalised images made per set of ops (`DeviceLoader.batches_per_chunk`): 4 MiB is 341
+# CIFAR images in float32, 5 batches of 64.
+_CHUNK_BYTES = 4 << 20
 
 
 EmptySplitError = DataError  # kept name; the kind is cifarnets.errors.DataError
@@ -214,12 +218,14 @@ class DeviceLoader:
         """
         epoch = self.epoch if epoch is None else int(epoch)
         indices, params = self.epoch_plan(epoch)
+        per_chunk = self.batches_per_chunk
+        chunk = per_chunk * self.batch_size
         crops = None
         if params is not None and self.device.type != "mps":  # MPS: overlapping views untested there
-            crops = self._crop_offsets(params)
+            crops = self._crop_offsets(params, chunk, start * self.batch_size)
             params = None
         # One host-to-device copy per epoch, from pinned memory so it does not block the host;
-        # every per-batch slice below is a view on the device.
+        # every per-chunk slice below is a view on the device.
         if self.device.type == "cuda":
             indices = indices.pin_memory()
             params = params.pin_memory() if params is not None else None
@@ -229,44 +235,71 @@ class DeviceLoader:
             params = params.to(self.device, non_blocking=True)
         if crops is not None:
             crops = crops.to(self.device, non_blocking=True)
-        for b in range(start, len(self)):
-            lo = b * self.batch_size
+        stack = self._padded_stack(chunk) if crops is not None else None
+        end = min(len(self) * self.batch_size, indices.numel())
+        for first in range(start, len(self), per_chunk):
+            lo, hi = first * self.batch_size, min((first + per_chunk) * self.batch_size, end)
             with _one_cpu_thread(self.device):
-                idx = indices[lo : lo + self.batch_size]
+                idx = indices[lo:hi]
                 images = self.data.images.index_select(0, idx)
                 labels = self.data.labels.index_select(0, idx)
-                if crops is not None:
-                    images = self._crop_rows(images, crops[lo : lo + self.batch_size])
+                if stack is not None and crops is not None:
+                    images = self._crop_rows(stack, images, crops[lo:hi])
                 elif params is not None:
-                    p = params[lo : lo + self.batch_size]
+                    p = params[lo:hi]
                     images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=self.padding)
                 images = self._normalize(images)
-            yield images, labels
+            for b in range(0, hi - lo, self.batch_size):
+                yield images[b : b + self.batch_size], labels[b : b + self.batch_size]
+
+    @property
+    def batches_per_chunk(self) -> int:
+        """Batches made together, as one set of ops whose result the batches are views of.
+
+        A few MiB of images at a time (`_CHUNK_BYTES`): inside a training step on a CPU, each
+        op of a batch cost two to three times what it costs back to back (caches and freshly
+        mapped memory after the step's own buffers), so making several batches per set of ops
+        halves the loader's time per step there (docs/performance.md, "Overhead around the
+        step"). Values do not depend on it.
+        """
+        _, c, h, w = self.data.images.shape
+        per_image = c * h * w * torch.empty((), dtype=self.dtype).element_size()
+        return max(1, _CHUNK_BYTES // (per_image * self.batch_size))
 
     # ---- crop + flip as row copies ---------------------------------------------------------
     #
     # `crop_flip`'s gather computes four indices for every output pixel; on a CPU that was most
     # of the cost of a batch (2-5 ms for 64 CIFAR images, 1-3 % of a VGG08 step). A crop's row is
     # a contiguous run of W pixels of the zero-padded image, and a mirrored crop's row is a
-    # run of the mirrored padded image. So a batch is: pad, mirror, stack both, then one
-    # `index_select` of whole runs, whose start offsets (one per image, plus a constant per
-    # channel and row) are computed for the whole epoch at once on the CPU. Same pixels as
-    # `crop_flip` (tests/test_loader_crop.py compares them), about a tenth of its time.
+    # run of the mirrored padded image. So a chunk of batches is copied into a zero-bordered
+    # stack (the images, then their mirrors), and one `index_select` takes whole runs, whose
+    # start offsets (one per image, plus a constant per channel and row) are computed for the
+    # whole epoch at once on the CPU. Same pixels as `crop_flip` (tests/test_loader_crop.py
+    # compares them), about a tenth of its time.
 
-    def _crop_offsets(self, params: torch.Tensor) -> torch.Tensor:
-        """Per image of the epoch's shard: where its first crop row starts in the batch's padded stack (CPU)."""
+    def _crop_offsets(self, params: torch.Tensor, chunk: int, first: int) -> torch.Tensor:
+        """Per image of the epoch's shard: where its first crop row starts in the chunk's stack (CPU).
+
+        `chunk` images per chunk, the chunks starting at image `first` of the shard.
+        """
         _, c, h, w = self.data.images.shape
         hp, wp, p = h + 2 * self.padding, w + 2 * self.padding, self.padding
-        n = params.shape[0]
-        position = torch.arange(n)
-        in_batch = position % self.batch_size
-        # The batch's size b: its mirrored images follow its b padded ones in the stack.
-        size = torch.clamp(n - (position - in_batch), max=self.batch_size)
+        in_chunk = (torch.arange(params.shape[0]) - first) % chunk
         top, left, flip = params[:, 0], params[:, 1], params[:, 2]
         # Mirroring the padded image maps column x to (wp - 1 - x): a crop at `left` read
         # right to left is the crop at 2p - left of the mirror, read left to right.
         left = torch.where(flip.bool(), 2 * p - left, left)
-        return (in_batch + flip * size) * (c * hp * wp) + top * wp + left
+        return (in_chunk + flip * chunk) * (c * hp * wp) + top * wp + left
+
+    def _padded_stack(self, chunk: int) -> torch.Tensor:
+        """The zero-bordered stack of one chunk: `chunk` images, then their mirrors (uint8, on the device).
+
+        Made once per epoch's iteration (never shared between iterators); only the interiors
+        are written, so the borders stay zero.
+        """
+        _, c, h, w = self.data.images.shape
+        p = self.padding
+        return torch.zeros((2 * chunk, c, h + 2 * p, w + 2 * p), dtype=self.data.images.dtype, device=self.device)
 
     def _row_offsets(self) -> torch.Tensor:
         # (C, H): where row y of channel c starts in a padded image, in its own index space.
@@ -278,20 +311,20 @@ class DeviceLoader:
             self._rows = rows = rows.to(self.device)
         return rows
 
-    def _crop_rows(self, images: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    def _crop_rows(self, stack: torch.Tensor, images: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         b, c, h, w = images.shape
-        p = self.padding
-        padded = torch.nn.functional.pad(images, (p, p, p, p)) if p else images
-        stack = torch.cat([padded, padded.flip(3)]).contiguous().view(-1)
-        runs = stack.as_strided((stack.numel() - w + 1, w), (1, 1))  # runs[i] = stack[i : i + w]
+        p, chunk = self.padding, stack.shape[0] // 2
+        inner = stack[:, :, p : p + h, p : p + w]
+        inner[:b].copy_(images)
+        inner[chunk : chunk + b].copy_(images.flip(3))
+        flat = stack.view(-1)
+        runs = flat.as_strided((flat.numel() - w + 1, w), (1, 1))  # runs[i] = flat[i : i + w]
         first = (starts.view(b, 1, 1) + self._row_offsets()).view(-1)
         return runs.index_select(0, first).view(b, c, h, w)
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
-        out = torch.addcmul(self._shift, images.to(torch.float32), self._scale)
-        if self.channels_last:
-            return out.to(dtype=self.dtype, memory_format=torch.channels_last)
-        return out if self.dtype == torch.float32 else out.to(self.dtype)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return apply_normalization(images, self._scale, self._shift, dtype=self.dtype, memory_format=layout)
 
 
 @contextlib.contextmanager
