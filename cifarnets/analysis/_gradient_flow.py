@@ -107,7 +107,7 @@ class GradientFlowRecorder:
     """Per-layer mean |grad| averaged over training steps, accumulated on the device.
 
     The trainer calls `accumulate` after every backward (after ``scaler.unscale_`` when it
-    uses a ``GradScaler``) and `result` once an epoch, then `reset`. Each `accumulate` is a
+    uses a ``GradScaler``) and `result` once an epoch, then `reset`. Each `accumulate` is
     two device ops whatever the depth: one fused multi-tensor L1 norm over all weight
     gradients (``torch._foreach_norm``, as ``clip_grad_norm_`` uses) and one stack into the
     step's row of a block; a full block (and `result`) adds its rows to float64 sums in

@@ -2,8 +2,9 @@
 
 No worker processes, no PIL, no per-image Python: an epoch is one permutation and one draw of
 crop/flip parameters, made on the CPU from a generator seeded by (seed, epoch) and copied to
-the device once; each batch is then an index, a pad, a gather and a fused normalise on the
-device, with no host synchronisation (the airbench recipe, STYLE.md).
+the device once; each chunk of a few batches is then an index, a copy into a zero-bordered
+stack, a gather of row runs and one normalising op on the device, with no host
+synchronisation (the airbench recipe, STYLE.md).
 
 Determinism is the contract the trainer relies on for exact resume: epoch ``e``'s
 batches depend only on (data, `seed`, ``e``, `rank`, `world_size`, `batch_size`), never on the
@@ -263,7 +264,7 @@ class DeviceLoader:
         step"). Values do not depend on it.
         """
         _, c, h, w = self.data.images.shape
-        per_image = c * h * w * torch.empty((), dtype=self.dtype).element_size()
+        per_image = c * h * w * self.dtype.itemsize
         return max(1, _CHUNK_BYTES // (per_image * self.batch_size))
 
     # ---- crop + flip as row copies ---------------------------------------------------------
