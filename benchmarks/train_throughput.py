@@ -2,8 +2,9 @@
 
 For each model, in one run, images per second of
 
-(a) bare:      forward, backward and optimiser step on batches normalised on the device in advance
-               (the ceiling: no data pipeline, no bookkeeping);
+(a) bare:      forward, backward and optimiser step on the batches of (b)'s epoch, made on the
+               device in advance (the ceiling: no data pipeline, no bookkeeping; the same
+               training as (b), one epoch behind, so that both step through the same values);
 (b) fit:       `cifarnets.train.fit`'s training phase (its own clock, ``EpochRecord.train_seconds``)
                with everything it does per step: the `DeviceLoader` (shuffle, crop + flip,
                normalise on the device), gradient-flow recording, loss/accuracy accounting and
@@ -88,7 +89,7 @@ import torch.nn as nn
 import cifarnets
 from cifarnets._utils import atomic_write, markdown_table
 from cifarnets.data import load_dataset, make_loaders
-from cifarnets.data.augment import crop_flip, normalize
+from cifarnets.data.augment import crop_flip
 from cifarnets.train import History, TrainConfig, build_optimizer, fit
 from cifarnets.train.distributed import resolve_device
 
@@ -314,7 +315,7 @@ class Setup:
     def step_fn(self, model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
         run = torch.compile(model) if self.compile else model
         optimizer = build_optimizer(model, self.config, fused=self.device.type == "cuda" or None)
-        criterion = nn.CrossEntropyLoss()
+        criterion = nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)  # fit's loss
         autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if self.amp else \
             contextlib.nullcontext
 
@@ -329,24 +330,32 @@ class Setup:
 
 
 class Bare:
-    """(a): the step alone, on the slice's batches prepared in advance on the device."""
+    """(a): the step alone, on the batches of fit's epoch made in advance on the device.
+
+    Slice ``i`` steps through the batches fit's loader serves in its epoch ``i`` (same seed,
+    crops and order), from the same initial weights and optimiser: (a) repeats (b)'s training
+    one epoch later, value for value. So both meet the same numbers, subnormal floats
+    included, which on a CPU can slow a step by a fifth: with different data (a) and (b)
+    drifted apart by that much between runs.
+    """
 
     key = "bare"
 
     def __init__(self, setup: Setup, data) -> None:
+        cfg = setup.config
         self.setup = setup
         self.model = setup.build()
         self.step = setup.step_fn(self.model)
         self.probe = StepProbe(self.model, setup.device)
-        images = normalize(data.train.images.to(setup.device), data.mean, data.std)
-        if setup.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = data.train.labels.to(setup.device)
-        bs = setup.batch
-        self.batches = [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(labels), bs)]
+        self.loader = make_loaders(data, setup.batch, device=setup.device, augment=cfg.augment, padding=cfg.padding,
+                                   seed=cfg.seed, drop_last=cfg.drop_last, channels_last=setup.channels_last).train
+        self.epoch = 0
         self.model.train()
 
     def slice(self) -> Sample:
+        batches = list(self.loader.batches(self.epoch))
+        self.epoch += 1
+        self.batches = batches
         _sync(self.setup.device)
         self.probe.arm()
         cpu, start = time.process_time(), time.perf_counter()
@@ -478,18 +487,18 @@ class Parts:
     def slice(self) -> dict[str, float]:
         device, steps, n = self.setup.device, self.setup.steps, len(self.loader)
         self.epoch += 1
-        step_loss = torch.zeros(steps, dtype=torch.float32, device=device)
-        step_correct = torch.zeros(steps, dtype=torch.int64, device=device)
+        losses = [self.loss] * steps
 
         def accounting() -> None:
-            sizes = []
-            for step in range(steps):
-                step_loss[step] = self.loss
-                step_correct[step] = (self.logits.argmax(1) == self.labels).sum()
+            losses, predictions, targets, sizes = [], [], [], []
+            for _ in range(steps):
+                losses.append(self.loss.detach())
+                predictions.append(self.logits.detach().argmax(1))
+                targets.append(self.labels)
                 sizes.append(self.labels.shape[0])
 
         def check() -> None:
-            window = step_loss[0:steps]
+            window = torch.stack(losses)
             bad = ~torch.isfinite(window) | (window > 23.0)
             bool(bad.any().to(torch.int32).item())
 
@@ -541,6 +550,7 @@ class ModelResult:
     batch: int = 1
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     parts: list[dict[str, float]] = field(default_factory=list)  # per round: seconds per step of each part
+    same_training: Optional[bool] = None  # (a) ended with (b)'s weights, bit for bit (`Bare`)
 
     def rates(self, variant: str) -> list[float]:
         return [s.rate for s in self.samples.get(variant, [])]
@@ -564,7 +574,7 @@ class ModelResult:
                                                zip(self.samples.get("bare", []), self.samples.get("fit", []))]),
         }
         out: dict[str, Any] = {"model": self.key, "params": self.params, "images_per_slice": self.slice_images,
-                               "batch": self.batch}
+                               "batch": self.batch, "same_training": self.same_training}
         for key, s in spread.items():
             out[key] = s["median"]
         out["measurement_error"] = bool(out["fit_over_bare"] > PHYSICS_LIMIT)
@@ -630,6 +640,8 @@ def measure_model(setup: Setup, rounds: int, warmup: int, customary: bool, log: 
         StepProbe.active = None
         for variant in variants:
             variant.close()
+    result.same_training = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                                    variants[0].model.state_dict().values()))
     return result
 
 
@@ -730,6 +742,9 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
         ok_outside = "met" if outside <= TARGET_OUTSIDE else "NOT MET"
         lines.append(f"target {r['model']}: fit/bare {ratio:.3f} >= {TARGET_FIT_OVER_BARE}: {ok_ratio}; "
                      f"outside f/b/s {outside:.1%} <= {TARGET_OUTSIDE:.0%}: {ok_outside}")
+        if r.get("same_training") is not None:
+            same = "yes" if r["same_training"] else "NO (the ratio compares different work)"
+            lines.append(f"  (a) repeated (b)'s training, ending with the same weights: {same}")
         # A slice is one epoch of a few steps, so the epoch's own set-up and closing reads weigh
         # far more here than in training: say what they would weigh in a CIFAR-10 epoch.
         steps = r["images_per_slice"] / r["batch"]

@@ -134,3 +134,6 @@ def test_a_quick_run_prints_its_tables_targets_and_load(bench, capsys, tmp_path)
     report = bench.json.loads((tmp_path / "out.json").read_text())
     assert report["threads"] == 1 and set(report["load_average"]) == {"before", "after"}
     assert set(report["results"][0]["parts"]) == set(bench.Parts.names)
+    # (a) repeats (b)'s training on (b)'s batches, so the ratio compares the same work.
+    assert report["results"][0]["same_training"] is True
+    assert "(a) repeated (b)'s training, ending with the same weights: yes" in out

@@ -215,12 +215,14 @@ def test_recorder_keeps_float64_precision_for_tiny_gradients():
 
 
 @pytest.mark.parametrize("block_rows", [1, 3, 256])
-def test_recorder_blocks_give_the_bits_of_adding_every_step_in_order(monkeypatch, block_rows):
-    """Rows folded block by block (and by a `result` in the middle) equal ``sums += value`` per step."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_recorder_blocks_give_the_bits_of_adding_every_step_in_order(monkeypatch, block_rows, dtype):
+    """Rows folded block by block (and by a `result` in the middle) equal ``sums += value`` per step,
+    for float32 gradients (rows kept in float32) and float64 ones."""
     from cifarnets.analysis import _gradient_flow
 
     monkeypatch.setattr(_gradient_flow, "_BLOCK_ROWS", block_rows)
-    model = TinyConvNet()
+    model = TinyConvNet().to(dtype)
     recorder = GradientFlowRecorder(model)
     sums = torch.zeros(2, dtype=torch.float64)
     counts = torch.zeros(2, dtype=torch.float64)

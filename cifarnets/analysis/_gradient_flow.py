@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -62,6 +62,7 @@ _WRAPPER_SEGMENT = "_orig_mod"  # torch.compile's OptimizedModule keeps the mode
 # Steps recorded per block before `GradientFlowRecorder` folds them into its sums: a few
 # hundred, so that a CIFAR epoch (782 steps of 64) folds about three times.
 _BLOCK_ROWS = 256
+_LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _clean_name(name: str) -> str:
@@ -108,13 +109,13 @@ class GradientFlowRecorder:
 
     The trainer calls `accumulate` after every backward (after ``scaler.unscale_`` when it
     uses a ``GradScaler``) and `result` once an epoch, then `reset`. Each `accumulate` is
-    two device ops whatever the depth: one fused multi-tensor L1 norm over all weight
-    gradients (``torch._foreach_norm``, as ``clip_grad_norm_`` uses) and one stack into the
-    step's row of a block; a full block (and `result`) adds its rows to float64 sums in
-    step order. It never reads a value back to the host, so it does not stall a GPU
-    pipeline; only `result` synchronises. (Per step, the earlier stack, cast, finite mask
-    and two adds cost about three times as much inside a training step on a CPU:
-    docs/performance.md, "Overhead around the step".)
+    one device op whatever the depth, a fused multi-tensor L1 norm over all weight gradients
+    (``torch._foreach_norm``, as ``clip_grad_norm_`` uses), whose results are kept until a
+    block of steps is full; a full block (and `result`) is stacked and added to float64 sums
+    in step order. It never reads a value back to the host, so it does not stall a GPU
+    pipeline; only `result` synchronises. (Inside a training step on a CPU each op costs
+    several times what it costs alone, the first of its kind most: docs/performance.md,
+    "Overhead around the step".)
 
     Decisions:
         - A layer's value is the mean over the steps where it *had* a finite gradient. A
@@ -153,14 +154,14 @@ class GradientFlowRecorder:
         # float64 sums keep 1e-18-sized values exact over thousands of steps; MPS has no float64.
         self._dtype = torch.float32 if self._device.type == "mps" else torch.float64
         self._numel = torch.tensor([p.numel() for p in self._params], dtype=self._dtype, device=self._device)
-        self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
-        self._rows = torch.empty(_BLOCK_ROWS, len(self._params), dtype=self._dtype, device=self._device)
+        self._missing = torch.tensor(math.nan, dtype=torch.float32, device=self._device)  # a layer without .grad
         self.reset()
 
     def reset(self) -> None:
         """Start a new average (call at the start of every epoch)."""
         self._sums = torch.zeros(len(self._params), dtype=self._dtype, device=self._device)
         self._counts = torch.zeros_like(self._sums)
+        self._pending: list[torch.Tensor] = []  # the norms of `_filled` steps, layer after layer
         self._filled = 0
         self.steps = 0
 
@@ -168,52 +169,49 @@ class GradientFlowRecorder:
     def accumulate(self) -> None:
         """Record the current ``.grad`` of every layer (no host sync).
 
-        One fused norm and one stack into the next row of a block of `_BLOCK_ROWS` steps; the
-        rows are folded into the float64 sums when the block is full and by `result`.
+        One fused norm per step, whose results are kept as they are (storing them would be a
+        second op) until `_BLOCK_ROWS` steps have gathered; those are then stacked and folded
+        into the float64 sums in step order, as `result` does with the rest.
         """
-        present = [i for i, p in enumerate(self._params) if p.grad is not None]
+        grads = [p.grad for p in self._params]
+        present = [g for g in grads if g is not None]
         if not present:
             return
-        grads = [self._params[i].grad for i in present]
         # L1 norm / numel = mean |g|. Low-precision grads are normed in float32 so that a
         # large fp16 layer cannot overflow; float64 grads keep their precision.
-        low_precision = all(g.dtype in (torch.float16, torch.bfloat16, torch.float32) for g in grads)  # type: ignore[union-attr]
-        norms = list(torch._foreach_norm(grads, 1, dtype=torch.float32 if low_precision else None))  # type: ignore[arg-type]
+        low_precision = all(g.dtype in _LOW_PRECISION for g in present)
+        norms: Sequence[torch.Tensor] = torch._foreach_norm(
+            present, 1, dtype=torch.float32 if low_precision else None)  # type: ignore[arg-type]
         if not self._same_device:
             norms = [n.to(self._device, non_blocking=True) for n in norms]
-        row = self._rows[self._filled]
-        if len(present) == len(self._params):
-            torch.stack(norms, out=row)
+        if len(present) == len(grads):
+            self._pending.extend(norms)
         else:
             # A layer without a gradient on this step is not counted, as a non-finite one is not.
-            row.fill_(math.nan)
-            row.index_copy_(0, self._index(tuple(present)), torch.stack(norms).to(self._dtype))
+            found = iter(norms)
+            self._pending.extend(self._missing if g is None else next(found) for g in grads)
         self._filled += 1
         self.steps += 1
         if self._filled == _BLOCK_ROWS:
             self._fold()
 
     def _fold(self) -> None:
-        """Add the recorded rows to the sums, step after step in the order recorded.
+        """Add the recorded steps to the sums, step after step in the order recorded.
 
         A cumulative sum down the rows adds them one by one, as ``sums += row`` per step would
         (the same float64 result; on CUDA the scan of a leading dimension is sequential too).
+        float32 norms become float64 exactly here.
         """
         if self._filled == 0:
             return
-        rows = self._rows[: self._filled]
+        rows = torch.stack(self._pending).view(self._filled, len(self._params)).to(self._dtype)
+        self._pending = []
         finite = torch.isfinite(rows)
         values = torch.where(finite, rows, torch.zeros((), dtype=rows.dtype, device=rows.device))
         values[0] += self._sums
         self._sums = values.cumsum(0)[-1]
         self._counts += finite.sum(0, dtype=self._dtype)
         self._filled = 0
-
-    def _index(self, present: tuple[int, ...]) -> torch.Tensor:
-        # Cached per pattern: building it each step would be a host-to-device copy per step.
-        if present not in self._index_cache:
-            self._index_cache[present] = torch.tensor(present, dtype=torch.long, device=self._device)
-        return self._index_cache[present]
 
     def result(self) -> dict[str, float]:
         """``{layer: mean |grad| averaged over the counted steps}`` since `reset`, network order.

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from .errors import DataArgumentError
 
 __all__ = [
-    "apply_normalization", "crop_flip", "normalization_affine", "normalize", "random_crop_flip", "sample_crop_flip",
+    "apply_normalization", "crop_flip", "normalization_affine", "normalize", "pixel_row_affine", "random_crop_flip",
+    "sample_crop_flip",
 ]
 
 
@@ -125,16 +126,36 @@ def apply_normalization(
     *,
     dtype: torch.dtype = torch.float32,
     memory_format: torch.memory_format = torch.contiguous_format,
+    pixel_rows: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """``images * scale + shift`` (`normalization_affine`'s pair) in float32, laid out as `memory_format`, as `dtype`.
 
-    One op from uint8 to the float32 result: the cast of uint8 is exact, so the values are
-    those of casting first, without the intermediate copy or a separate layout conversion
-    (`DeviceLoader` makes every batch through here).
+    One fused multiply-add in float32 (the cast of uint8 is exact, so the values are those
+    of casting first), without a separate layout conversion (`DeviceLoader` makes every
+    batch through here). NHWC images into NHWC output run on rows of W*C values, with
+    `pixel_rows` (`pixel_row_affine`'s pair) if the caller keeps it.
     """
-    out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=memory_format)
-    torch.addcmul(shift, images, scale, out=out)
+    if (memory_format == torch.channels_last and images.dim() == 4
+            and images.is_contiguous(memory_format=torch.channels_last)):
+        # NHWC in and out: broadcasting (C,) over the innermost axis runs the op three values
+        # at a time; over rows of W*C values (scale repeated per pixel) it is vectorised, about
+        # 10 times as fast on a CPU, with the same per-element arithmetic.
+        b, c, h, w = images.shape
+        row_scale, row_shift = pixel_rows if pixel_rows is not None else pixel_row_affine(scale, shift, w)
+        out = torch.empty((b * h, w * c), dtype=torch.float32, device=images.device)
+        out.copy_(images.permute(0, 2, 3, 1).reshape(b * h, w * c))  # exact; addcmul of uint8 casts into a temporary
+        torch.addcmul(row_shift, out, row_scale, out=out)
+        out = out.view(b, h, w, c).permute(0, 3, 1, 2)
+    else:
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=memory_format)
+        torch.addcmul(shift, images, scale, out=out)
     return out if dtype == torch.float32 else out.to(dtype)
+
+
+def pixel_row_affine(scale: torch.Tensor, shift: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`normalization_affine`'s (scale, shift) repeated for each pixel of an NHWC row: two (width * C,) tensors."""
+    c = scale.numel()
+    return scale.reshape(c).repeat(width), shift.reshape(c).repeat(width)
 
 
 def normalization_affine(

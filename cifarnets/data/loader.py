@@ -2,9 +2,10 @@
 
 No worker processes, no PIL, no per-image Python: an epoch is one permutation and one draw of
 crop/flip parameters, made on the CPU from a generator seeded by (seed, epoch) and copied to
-the device once; each chunk of a few batches is then an index, a copy into a zero-bordered
-stack, a gather of row runs and one normalising op on the device, with no host
-synchronisation (the airbench recipe, STYLE.md).
+the device once; each chunk of a few batches is then a gather of crop rows from the split
+padded and mirrored once (`_CropSource`; a split too large for that copy pads each chunk
+instead) and one normalising multiply-add on the device, with no host synchronisation (the
+airbench recipe, STYLE.md).
 
 Determinism is the contract the trainer relies on for exact resume: epoch ``e``'s
 batches depend only on (data, `seed`, ``e``, `rank`, `world_size`, `batch_size`), never on the
@@ -31,7 +32,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import torch
 
 from ..errors import DataError
-from .augment import apply_normalization, crop_flip, normalization_affine
+from .augment import apply_normalization, crop_flip, normalization_affine, pixel_row_affine
 from .containers import DataBundle, ImageSet
 from .errors import DataArgumentError, DataTypeError
 from .seeding import make_generator
@@ -41,6 +42,9 @@ __all__ = ["DeviceLoader", "EmptySplitError", "Loaders", "make_loaders"]
 # Normalised images made per set of ops (`DeviceLoader.batches_per_chunk`): 4 MiB is 341
 # CIFAR images in float32, 5 batches of 64.
 _CHUNK_BYTES = 4 << 20
+# Largest padded + mirrored copy of a training split kept for cropping (`DeviceLoader.crop_source_kind`);
+# a larger split pads each chunk as it is made. CIFAR-10's 50,000 images take 480 MB.
+_SPLIT_SOURCE_BYTES = 1 << 30
 
 
 EmptySplitError = DataError  # kept name; the kind is cifarnets.errors.DataError
@@ -132,8 +136,9 @@ class DeviceLoader:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self._scale, self._shift = normalization_affine(self.mean, self.std, self.data.images.shape[1], self.device)
+        self._pixel_rows = pixel_row_affine(self._scale, self._shift, self.data.images.shape[3])
         self.epoch = 0
-        self._rows: Optional[torch.Tensor] = None
+        self._split_cache: Optional[tuple[tuple[int, int, int, tuple[int, ...]], _CropSource]] = None
         if len(self.data) == 0:
             raise EmptySplitError(
                 "the split has no images (0 of them); check the data set and its split/limit (e.g. --limit larger "
@@ -219,36 +224,53 @@ class DeviceLoader:
         """
         epoch = self.epoch if epoch is None else int(epoch)
         indices, params = self.epoch_plan(epoch)
+        images_at_start = len(self.data)  # the plan's (and the split copy's) number of images
         per_chunk = self.batches_per_chunk
         chunk = per_chunk * self.batch_size
-        crops = None
-        if params is not None and self.device.type != "mps":  # MPS: overlapping views untested there
-            crops = self._crop_offsets(params, chunk, start * self.batch_size)
-            params = None
+        kind = self.crop_source_kind()
+        source, starts = None, None
+        if params is not None and kind is not None:
+            if kind == "split":
+                source = self._split_source()
+                slots = indices
+            else:
+                source = _CropSource(chunk, self.data.images.shape[1:], self.padding, False, self.data.images.dtype,
+                                     self.device)
+                slots = (torch.arange(indices.numel()) - start * self.batch_size) % chunk
+            starts, params = source.starts(slots, params), None
+            buffers = source.buffers(chunk)
         # One host-to-device copy per epoch, from pinned memory so it does not block the host;
         # every per-chunk slice below is a view on the device.
         if self.device.type == "cuda":
             indices = indices.pin_memory()
             params = params.pin_memory() if params is not None else None
-            crops = crops.pin_memory() if crops is not None else None
+            starts = starts.pin_memory() if starts is not None else None
         indices = indices.to(self.device, non_blocking=True)
         if params is not None:
             params = params.to(self.device, non_blocking=True)
-        if crops is not None:
-            crops = crops.to(self.device, non_blocking=True)
-        stack = self._padded_stack(chunk) if crops is not None else None
+        if starts is not None:
+            starts = starts.to(self.device, non_blocking=True)
         end = min(len(self) * self.batch_size, indices.numel())
         for first in range(start, len(self), per_chunk):
             lo, hi = first * self.batch_size, min((first + per_chunk) * self.batch_size, end)
             with _one_cpu_thread(self.device):
+                if len(self.data) != images_at_start:
+                    raise DataError(
+                        f"the split's images went from {images_at_start} to {len(self.data)} during an epoch; "
+                        "replace loader.data between epochs, not while iterating")
                 idx = indices[lo:hi]
-                images = self.data.images.index_select(0, idx)
                 labels = self.data.labels.index_select(0, idx)
-                if stack is not None and crops is not None:
-                    images = self._crop_rows(stack, images, crops[lo:hi])
-                elif params is not None:
-                    p = params[lo:hi]
-                    images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=self.padding)
+                if source is not None and starts is not None:
+                    if kind == "split":
+                        source = self._split_source()  # the same one unless the images were edited
+                    else:
+                        source.fill(0, self.data.images.index_select(0, idx))
+                    images = source.crops(starts[lo:hi], buffers)
+                else:
+                    images = self.data.images.index_select(0, idx)
+                    if params is not None:
+                        p = params[lo:hi]
+                        images = crop_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), padding=self.padding)
                 images = self._normalize(images)
             for b in range(0, hi - lo, self.batch_size):
                 yield images[b : b + self.batch_size], labels[b : b + self.batch_size]
@@ -268,64 +290,45 @@ class DeviceLoader:
         return max(1, _CHUNK_BYTES // (per_image * self.batch_size))
 
     # ---- crop + flip as row copies ---------------------------------------------------------
-    #
-    # `crop_flip`'s gather computes four indices for every output pixel; on a CPU that was most
-    # of the cost of a batch (2-5 ms for 64 CIFAR images, 1-3 % of a VGG08 step). A crop's row is
-    # a contiguous run of W pixels of the zero-padded image, and a mirrored crop's row is a
-    # run of the mirrored padded image. So a chunk of batches is copied into a zero-bordered
-    # stack (the images, then their mirrors), and one `index_select` takes whole runs, whose
-    # start offsets (one per image, plus a constant per channel and row) are computed for the
-    # whole epoch at once on the CPU. Same pixels as `crop_flip` (tests/test_loader_crop.py
-    # compares them), about a tenth of its time.
 
-    def _crop_offsets(self, params: torch.Tensor, chunk: int, first: int) -> torch.Tensor:
-        """Per image of the epoch's shard: where its first crop row starts in the chunk's stack (CPU).
+    def crop_source_kind(self) -> Optional[str]:
+        """How this loader crops: ``"split"``, ``"chunk"``, or None (no augmentation, or MPS: `crop_flip`).
 
-        `chunk` images per chunk, the chunks starting at image `first` of the shard.
+        ``"split"``: the whole split, padded and mirrored once in the served layout, when that
+        copy is at most `_SPLIT_SOURCE_BYTES` (CIFAR-10's 50,000 training images: 480 MB).
+        ``"chunk"``: larger splits pad and mirror each chunk's images as it is made. Both give
+        the same values (tests/test_loader_crop.py).
         """
-        _, c, h, w = self.data.images.shape
-        hp, wp, p = h + 2 * self.padding, w + 2 * self.padding, self.padding
-        in_chunk = (torch.arange(params.shape[0]) - first) % chunk
-        top, left, flip = params[:, 0], params[:, 1], params[:, 2]
-        # Mirroring the padded image maps column x to (wp - 1 - x): a crop at `left` read
-        # right to left is the crop at 2p - left of the mirror, read left to right.
-        left = torch.where(flip.bool(), 2 * p - left, left)
-        return (in_chunk + flip * chunk) * (c * hp * wp) + top * wp + left
+        if not self.augment or self.device.type == "mps":  # MPS: overlapping views untested there
+            return None
+        n, c, h, w = self.data.images.shape
+        padded = 2 * n * c * (h + 2 * self.padding) * (w + 2 * self.padding) * self.data.images.element_size()
+        return "split" if padded <= _SPLIT_SOURCE_BYTES else "chunk"
 
-    def _padded_stack(self, chunk: int) -> torch.Tensor:
-        """The zero-bordered stack of one chunk: `chunk` images, then their mirrors (uint8, on the device).
+    def _split_source(self) -> _CropSource:
+        """The whole split's crop source, made at the first augmented epoch and kept while the images are unchanged.
 
-        Made once per epoch's iteration (never shared between iterators); only the interiors
-        are written, so the borders stay zero.
+        Rebuilt when `data.images` is replaced or edited in place by a torch op (its version
+        counter moves), so an edit reaches the next chunk as it did when every batch was
+        gathered from the images themselves.
         """
-        _, c, h, w = self.data.images.shape
-        p = self.padding
-        return torch.zeros((2 * chunk, c, h + 2 * p, w + 2 * p), dtype=self.data.images.dtype, device=self.device)
-
-    def _row_offsets(self) -> torch.Tensor:
-        # (C, H): where row y of channel c starts in a padded image, in its own index space.
-        rows = self._rows
-        if rows is None:
-            _, c, h, w = self.data.images.shape
-            hp, wp = h + 2 * self.padding, w + 2 * self.padding
-            rows = (torch.arange(c).view(c, 1) * hp + torch.arange(h).view(1, h)) * wp
-            self._rows = rows = rows.to(self.device)
-        return rows
-
-    def _crop_rows(self, stack: torch.Tensor, images: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = images.shape
-        p, chunk = self.padding, stack.shape[0] // 2
-        inner = stack[:, :, p : p + h, p : p + w]
-        inner[:b].copy_(images)
-        inner[chunk : chunk + b].copy_(images.flip(3))
-        flat = stack.view(-1)
-        runs = flat.as_strided((flat.numel() - w + 1, w), (1, 1))  # runs[i] = flat[i : i + w]
-        first = (starts.view(b, 1, 1) + self._row_offsets()).view(-1)
-        return runs.index_select(0, first).view(b, c, h, w)
+        images = self.data.images
+        key = (id(images), images.data_ptr(), images._version, tuple(images.shape))
+        cached = self._split_cache
+        if cached is None or cached[0] != key:
+            source = _CropSource(images.shape[0], images.shape[1:], self.padding, self.channels_last, images.dtype,
+                                 self.device)
+            block = max(1, _CHUNK_BYTES // max(1, images[0].numel()))
+            with _one_cpu_thread(self.device):
+                for lo in range(0, images.shape[0], block):
+                    source.fill(lo, images[lo : lo + block])
+            self._split_cache = cached = (key, source)
+        return cached[1]
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        return apply_normalization(images, self._scale, self._shift, dtype=self.dtype, memory_format=layout)
+        return apply_normalization(images, self._scale, self._shift, dtype=self.dtype, memory_format=layout,
+                                   pixel_rows=self._pixel_rows)
 
 
 @contextlib.contextmanager
@@ -348,6 +351,89 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class _CropSource:
+    """Zero-padded images followed by their mirrors, in one uint8 tensor that crops are read from by row runs.
+
+    `crop_flip`'s gather computes four indices for every output pixel; on a CPU that was most
+    of the cost of a batch (2-5 ms for 64 CIFAR images, 1-3 % of a VGG08 step). A crop's row is
+    a contiguous run of the padded image, and a mirrored crop's row is a run of the mirrored
+    padded image, so one `index_select` of whole runs makes a chunk's crops, their starts
+    (one per image, plus a constant per row) computed for the whole epoch at once on the CPU.
+    Same pixels as `crop_flip` (tests/test_loader_crop.py compares them).
+
+    `slots` images, then their mirrors at ``slots + i``; only interiors are written, so the
+    borders stay zero. With `channels_last` the tensor is (2 slots, H+2p, W+2p, C): a crop row
+    is then W*C contiguous bytes and the crops come out in the NHWC layout the model reads, so
+    normalising them needs no transposition (a third of the loader's time before).
+    """
+
+    def __init__(self, slots: int, image_shape: Sequence[int], padding: int, channels_last: bool,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        c, h, w = (int(v) for v in image_shape)
+        p = int(padding)
+        self.slots, self.shape, self.padding, self.channels_last = int(slots), (c, h, w), p, bool(channels_last)
+        hp, wp = h + 2 * p, w + 2 * p
+        layout = (2 * self.slots, hp, wp, c) if channels_last else (2 * self.slots, c, hp, wp)
+        self.padded = torch.zeros(layout, dtype=dtype, device=device)
+        # Strides, in elements, of an image, a padded row and a pixel; runs are crop rows.
+        self.image_stride = c * hp * wp
+        self.row_stride, self.pixel_stride, run = (wp * c, c, w * c) if channels_last else (wp, 1, w)
+        rows = torch.arange(h) * self.row_stride
+        if not channels_last:
+            rows = (torch.arange(c).view(c, 1) * (hp * wp) + rows.view(1, h)).view(-1)
+        self.row_offsets = rows.view(1, -1).to(device)
+        flat = self.padded.view(-1)
+        self.runs = flat.as_strided((flat.numel() - run + 1, run), (1, 1))  # runs[i] = flat[i : i + run]
+
+    def fill(self, first: int, images: torch.Tensor) -> None:
+        """Write `images` (B, C, H, W) into slots ``first .. first + B - 1`` and their mirrors."""
+        b, (_, h, w), p = images.shape[0], self.shape, self.padding
+        lo, hi = first, first + b
+        if self.channels_last:
+            self.padded[lo:hi, p : p + h, p : p + w].copy_(images.permute(0, 2, 3, 1))
+            self.padded[self.slots + lo : self.slots + hi].copy_(self.padded[lo:hi].flip(2))
+        else:
+            self.padded[lo:hi, :, p : p + h, p : p + w].copy_(images)
+            self.padded[self.slots + lo : self.slots + hi].copy_(self.padded[lo:hi].flip(3))
+
+    def starts(self, slots: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Where each crop's first row starts in `padded` (int64, CPU).
+
+        Crop ``i`` is of image ``slots[i]`` with (top, left, flip) ``params[i]``.
+        """
+        top, left, flip = params[:, 0], params[:, 1], params[:, 2]
+        # Mirroring the padded image maps column x to (wp - 1 - x): a crop at `left` read
+        # right to left is the crop at 2p - left of the mirror, read left to right.
+        left = torch.where(flip.bool(), 2 * self.padding - left, left)
+        return (slots + flip * self.slots) * self.image_stride + top * self.row_stride + left * self.pixel_stride
+
+    def buffers(self, images: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row offsets and rows for the crops of up to `images` images, reused chunk after chunk by one iterator.
+
+        Only the normalised images leave the loader, so these can be overwritten; reusing them
+        spares a fresh, page-faulting allocation per chunk.
+        """
+        n = images * self.row_offsets.shape[1]
+        device = self.padded.device
+        return (torch.empty(n, dtype=torch.int64, device=device),
+                torch.empty((n, self.runs.shape[1]), dtype=self.padded.dtype, device=device))
+
+    def crops(self, starts: torch.Tensor, buffers: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The crops whose first rows start at `starts` (on the device), written into `buffers`.
+
+        uint8 (B, C, H, W), NHWC-strided with `channels_last`; a view of `buffers`, valid until
+        the next call with them.
+        """
+        b, (c, h, w) = starts.shape[0], self.shape
+        n = b * self.row_offsets.shape[1]
+        offsets, rows = buffers[0][:n], buffers[1][:n]
+        torch.add(starts.view(b, 1), self.row_offsets, out=offsets.view(b, -1))
+        torch.index_select(self.runs, 0, offsets, out=rows)
+        if self.channels_last:
+            return rows.view(b, h, w, c).permute(0, 3, 1, 2)
+        return rows.view(b, c, h, w)
 
 
 @dataclass(frozen=True)

@@ -286,10 +286,12 @@ class _Run:
             self.train_model, self.optimizer, self.scheduler, self.criterion, self.recorder)
         per_step_schedule = config.schedule_unit == "step"
         n_steps = len(loader)
-        # Per-step values stay on the device; the host reads them every `check_every` steps
-        # (non-finite check) and once at the end of the epoch.
-        step_loss = torch.zeros(n_steps, dtype=torch.float32, device=device)
-        step_correct = torch.zeros(n_steps, dtype=torch.int64, device=device)
+        # Per-step values stay on the device, as the step's own tensors (no op to store them):
+        # the host reads the losses every `check_every` steps (non-finite check) and everything
+        # once at the end of the epoch, where the predictions are compared with the labels.
+        losses: list[torch.Tensor] = []
+        predictions: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
         sizes: list[int] = []
         lr0 = float(optimizer.param_groups[0]["lr"])
         checked = 0
@@ -310,11 +312,12 @@ class _Run:
                 optimizer.step()
                 if per_step_schedule:
                     scheduler.step()
-                step_loss[step] = loss.detach()
-                step_correct[step] = (logits.detach().argmax(1) == labels).sum()
+                losses.append(loss.detach())
+                predictions.append(logits.detach().argmax(1))
+                targets.append(labels)
                 sizes.append(labels.shape[0])
                 if (step + 1) % config.check_every == 0 or step + 1 == n_steps:
-                    self._check_finite(step_loss, checked, step + 1, epoch, n_steps, bar)
+                    self._check_finite(torch.stack(losses[checked:]), checked, epoch, n_steps, bar)
                     checked = step + 1
                 if bar is not None:
                     bar.update(1)
@@ -323,15 +326,17 @@ class _Run:
                 bar.close()
         if not per_step_schedule:
             scheduler.step()
+        step_loss = torch.stack(losses).float()
+        correct = (torch.cat(predictions) == torch.cat(targets)).sum()
         weights = torch.tensor(sizes, dtype=torch.float32, device=device)
-        sums = torch.stack([(step_loss * weights).sum().double(), step_correct.sum().double(),
+        sums = torch.stack([(step_loss * weights).sum().double(), correct.double(),
                             weights.sum().double()]) if device.type != "mps" else \
-            torch.stack([(step_loss * weights).sum(), step_correct.sum().float(), weights.sum()])
+            torch.stack([(step_loss * weights).sum(), correct.float(), weights.sum()])
         total = self.ctx.all_reduce_sum(sums).tolist()
         return total[0] / total[2], 100.0 * total[1] / total[2], int(total[2]), lr0
 
-    def _check_finite(self, step_loss: torch.Tensor, lo: int, hi: int, epoch: int, n_steps: int, bar: Any) -> None:
-        window = step_loss[lo:hi]
+    def _check_finite(self, window: torch.Tensor, lo: int, epoch: int, n_steps: int, bar: Any) -> None:
+        """Stop on a non-finite or diverged loss among `window`, the losses of steps ``lo + 1 ..``."""
         bad_steps = ~torch.isfinite(window) | (window > self.diverge_above)
         bad = bad_steps.any().to(torch.int32)
         if self.ctx.distributed:
@@ -341,8 +346,8 @@ class _Run:
         if not bad.item():
             return
         local_bad = bad_steps.nonzero()
-        step = lo + (int(local_bad[0]) if local_bad.numel() else 0)
-        value = float(step_loss[step])
+        first_bad = int(local_bad[0]) if local_bad.numel() else 0
+        step, value = lo + first_bad, float(window[first_bad])
         lr = self.optimizer.param_groups[0]["lr"]
         lower = self.config.lr / 10
         if self.folder is not None:
