@@ -92,6 +92,7 @@ from cifarnets.data import load_dataset, make_loaders
 from cifarnets.data.augment import crop_flip
 from cifarnets.train import History, TrainConfig, build_optimizer, fit
 from cifarnets.train.distributed import resolve_device
+from cifarnets.train.runtime import keep_freed_memory
 
 # key -> (registry name, create() keywords, CPU steps per slice)
 MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
@@ -807,6 +808,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC (default: fit's default for the device)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model in every variant")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="glibc keeps freed memory for reuse, for the whole run (fit's keep_freed_memory)")
     p.add_argument("--no-customary", action="store_true", help="skip (c)")
     p.add_argument("--no-parts", action="store_true", help="skip timing fit's parts outside the step alone")
     p.add_argument("--sweep-k", type=int, nargs="*", default=[1, 2, 4], help="(d) cells at once; none: skip (d)")
@@ -824,6 +827,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     cuda = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Process-wide, so set before anything is measured: (a), (b), (c) and the parts all run under it.
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     amp = (cuda and torch.cuda.is_bf16_supported()) if args.amp is None else args.amp
     cl = (device.type in ("cuda", "cpu")) if args.channels_last is None else args.channels_last
     bs = args.batch_size or (128 if cuda else 64)
@@ -845,7 +850,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {device} ({device_name(device)}); "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {bs}; "
               f"bf16 autocast {'on' if amp else 'off'}; channels_last {'on' if cl else 'off'}; "
-              f"compile {'on' if args.compile else 'off'}; (c) DataLoader workers {args.workers}; "
+              f"compile {'on' if args.compile else 'off'}; keep freed memory {'on' if kept else 'off'}; "
+              f"(c) DataLoader workers {args.workers}; "
               f"{warmup} warm-up + {rounds} measured rounds" + ("; QUICK (a dry run, not a measurement)"
                                                                   if args.quick else ""))
     print(header, flush=True)
@@ -855,7 +861,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "schema": 1, "date": time.strftime("%Y-%m-%d", time.gmtime()), "device": str(device),
         "device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "settings": {"batch_size": bs, "amp": amp, "channels_last": cl, "compile": args.compile,
-                     "workers": args.workers, "rounds": rounds, "warmup": warmup, "quick": args.quick},
+                     "workers": args.workers, "rounds": rounds, "warmup": warmup, "quick": args.quick,
+                     "keep_freed_memory": kept},
         "results": [], "sweep": None, "load_average": {"before": load_before},
     }
 
@@ -874,7 +881,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 # threads: fit sets its own count (default: the usable cores), and (a), (c) and the
                 # parts run from its callback, under that count; all of them run at the header's.
                 config = TrainConfig(batch_size=bs, schedule="none", quiet=True, device=str(device), amp=amp,
-                                     channels_last=cl, epochs=1, threads=torch.get_num_threads())
+                                     channels_last=cl, epochs=1, threads=torch.get_num_threads(),
+                                     keep_freed_memory=kept)
                 setup = Setup(key, name, kwargs, device, config, steps, amp, cl, args.compile, args.workers)
                 log(f"  {key}: {steps} steps of {bs} per slice")
                 result = measure_model(setup, rounds, warmup, not args.no_customary, log, not args.no_parts)

@@ -234,3 +234,33 @@ def test_checkpoint_rebuilds_the_model_with_its_normalisation(reference_run, dat
     assert cifarnets.count_params(model) == ref.params
     result = evaluate(model, data.test)  # normalisation from the checkpoint
     assert result["acc"] == pytest.approx(ref.test["acc"]) and result["loss"] == pytest.approx(ref.test["loss"])
+
+
+def test_keep_freed_memory_is_applied_recorded_and_changes_no_value(reference_run, data, tmp_path, monkeypatch):
+    from cifarnets.train import loop
+
+    calls = []
+    monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(1) or True)  # the real one is for good
+    history = fit("vgg08", data, _config(tmp_path, keep_freed_memory=True), model_kwargs=TINY)
+    assert calls == [1]
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["keep_freed_memory"] is True
+    assert _metrics(history) == _metrics(reference_run[1])
+    _assert_same_weights(tmp_path / "last.safetensors", reference_run[0] / "last.safetensors")
+
+
+def test_keep_freed_memory_sets_glibc_and_says_when_it_cannot(monkeypatch, caplog):
+    import platform
+    import subprocess
+    import sys
+
+    from cifarnets.train import runtime
+
+    if sys.platform == "linux" and platform.libc_ver()[0] == "glibc":
+        # In a child process: the setting lasts for the whole process.
+        code = "from cifarnets.train.runtime import keep_freed_memory; print(keep_freed_memory())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "True"
+    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("musl", ""))
+    with caplog.at_level("INFO", logger="cifarnets.train.runtime"):
+        assert runtime.keep_freed_memory() is False
+    assert "not glibc (musl)" in caplog.text

@@ -42,7 +42,7 @@ SCHEDULES = ("none", "cosine", "step")
 # Fields that change how a run executes but not what it computes: a resumed run may change
 # them (another device, a progress bar or not). Every other field is fixed by config.json.
 RUNTIME_FIELDS = frozenset({"device", "quiet", "compile", "eval_batch_size", "check_every", "out_dir",
-                            "dist_timeout", "diverge_factor", "log"})
+                            "dist_timeout", "diverge_factor", "log", "keep_freed_memory"})
 
 # Fields a resumed run may change when the caller asks for it explicitly (``resume(...,
 # change_schedule=True)``, CLI ``--resume RUN --change-schedule --lr ...``): the learning rate
@@ -103,6 +103,11 @@ class TrainConfig:
             (cuDNN's and oneDNN's convolutions are both faster in NHWC), off for MPS.
         compile: ``torch.compile`` the model (checkpoints are still saved without the
             ``_orig_mod.`` prefix).
+        keep_freed_memory: tell glibc's malloc to keep freed memory for reuse
+            (`cifarnets.train.runtime.keep_freed_memory`). Off by default because it changes
+            the whole process for good (its resident memory no longer shrinks after a peak);
+            on a CPU it makes steps faster and steadier (docs/performance.md). Values are
+            unchanged.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` picks CUDA, then MPS,
             then CPU. Under ``torchrun`` each process uses ``cuda:$LOCAL_RANK``.
 
@@ -158,6 +163,9 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile the model", "run")
     threads: Optional[int] = _f(None, "intra-op CPU threads of training (results are bit-identical only for one "
                                 "thread count)", "run", shown="the usable cores; 1 per sweep cell")
+    keep_freed_memory: bool = _f(False, "keep the memory a step frees for the next one instead of returning it to "
+                                 "the OS (glibc's malloc, for the whole process and for good): CPU steps stop "
+                                 "page-faulting their buffers in again", "run")
     sync_bn: bool = _f(False, "SyncBatchNorm under torchrun", "run")
     device: Optional[str] = _f(None, "cpu, cuda, cuda:1, mps", "run", shown="best available")
     dist_timeout: float = _f(600.0, "seconds a torchrun process waits for the others before it stops with an "
