@@ -354,18 +354,17 @@ class Bare:
         self.model.train()
 
     def slice(self) -> Sample:
-        batches = list(self.loader.batches(self.epoch))
+        batches = list(self.loader.batches(self.epoch))  # made before the clock starts
         self.epoch += 1
-        self.batches = batches
         _sync(self.setup.device)
         self.probe.arm()
         cpu, start = time.process_time(), time.perf_counter()
-        for x, y in self.batches:
+        for x, y in batches:
             self.step(x, y)
         _sync(self.setup.device)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         inside, _ = self.probe.disarm()
-        return Sample(len(self.batches) * self.setup.batch, seconds, inside, cpu)
+        return Sample(sum(len(y) for _, y in batches), seconds, inside, cpu)
 
     def close(self) -> None:
         pass
