@@ -92,7 +92,7 @@ from cifarnets.data import load_dataset, make_loaders
 from cifarnets.data.augment import crop_flip
 from cifarnets.train import History, TrainConfig, build_optimizer, fit
 from cifarnets.train.distributed import resolve_device
-from cifarnets.train.runtime import keep_freed_memory
+from cifarnets.train.runtime import keep_freed_memory, resolve_keep_freed_memory
 
 # key -> (registry name, create() keywords, CPU steps per slice)
 MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
@@ -807,8 +807,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC (default: fit's default for the device)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model in every variant")
-    p.add_argument("--keep-freed-memory", action="store_true",
-                   help="glibc keeps freed memory for reuse, for the whole run (fit's keep_freed_memory)")
+    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="glibc keeps freed memory for reuse, for the whole run (default: fit's default for the "
+                        "device, on for CPU)")
     p.add_argument("--no-customary", action="store_true", help="skip (c)")
     p.add_argument("--no-parts", action="store_true", help="skip timing fit's parts outside the step alone")
     p.add_argument("--sweep-k", type=int, nargs="*", default=[1, 2, 4], help="(d) cells at once; none: skip (d)")
@@ -826,8 +827,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     cuda = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
-    # Process-wide, so set before anything is measured: (a), (b), (c) and the parts all run under it.
-    kept = keep_freed_memory() if args.keep_freed_memory else False
+    # Process-wide and for good, so settled before anything is measured: (a), (b), (c) and the parts all
+    # run under fit's setting, which fit would otherwise switch on in its first slice.
+    want_kept = resolve_keep_freed_memory(TrainConfig(keep_freed_memory=args.keep_freed_memory),
+                                          device).keep_freed_memory
+    kept = keep_freed_memory() if want_kept else False
     amp = (cuda and torch.cuda.is_bf16_supported()) if args.amp is None else args.amp
     cl = (device.type in ("cuda", "cpu")) if args.channels_last is None else args.channels_last
     bs = args.batch_size or (128 if cuda else 64)

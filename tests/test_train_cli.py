@@ -323,15 +323,18 @@ def test_unwritable_run_folders_and_unusable_plot_paths_are_one_line_messages(tm
         assert "cannot write in the run folder" in err and "Permission denied" in err and "Traceback" not in err
 
 
-def test_keep_freed_memory_is_an_option_a_resume_may_add(tmp_path, capsys, monkeypatch):
+def test_keep_freed_memory_is_on_for_cpu_and_a_resume_may_switch_it(tmp_path, capsys, monkeypatch):
     from cifarnets.train import loop
 
     calls = []
     monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(1) or True)  # the real one is for good
     run = tmp_path / "run"
     assert cli.main([*TRAIN, "--epochs", "1", "--out", str(run)]) == 0
-    assert calls == [] and json.loads((run / "config.json").read_text())["train"]["keep_freed_memory"] is False
+    assert calls == [1] and json.loads((run / "config.json").read_text())["train"]["keep_freed_memory"] is True
+    off = tmp_path / "off"
+    assert cli.main([*TRAIN, "--epochs", "1", "--out", str(off), "--no-keep-freed-memory"]) == 0
+    assert calls == [1] and json.loads((off / "config.json").read_text())["train"]["keep_freed_memory"] is False
     # It changes no value, so a resume may switch it on (here of a finished run: nothing left to train).
-    assert cli.main(["train", "--resume", str(run), "--keep-freed-memory"]) == 0
-    assert calls == [1]
+    assert cli.main(["train", "--resume", str(off), "--keep-freed-memory"]) == 0
+    assert calls == [1, 1]
     assert [e.epoch for e in History.load(run).epochs] == [1]

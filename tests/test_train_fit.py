@@ -241,11 +241,23 @@ def test_keep_freed_memory_is_applied_recorded_and_changes_no_value(reference_ru
 
     calls = []
     monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(1) or True)  # the real one is for good
-    history = fit("vgg08", data, _config(tmp_path, keep_freed_memory=True), model_kwargs=TINY)
-    assert calls == [1]
-    assert json.loads((tmp_path / "config.json").read_text())["train"]["keep_freed_memory"] is True
-    assert _metrics(history) == _metrics(reference_run[1])
-    _assert_same_weights(tmp_path / "last.safetensors", reference_run[0] / "last.safetensors")
+    for setting, applied in ((True, [1]), (False, [1])):
+        out = tmp_path / str(setting)
+        history = fit("vgg08", data, _config(out, keep_freed_memory=setting), model_kwargs=TINY)
+        assert calls == applied
+        assert json.loads((out / "config.json").read_text())["train"]["keep_freed_memory"] is setting
+        assert _metrics(history) == _metrics(reference_run[1])
+        _assert_same_weights(out / "last.safetensors", reference_run[0] / "last.safetensors")
+
+
+def test_keep_freed_memory_is_resolved_from_the_device():
+    from cifarnets.train.runtime import resolve_keep_freed_memory
+
+    assert resolve_keep_freed_memory(TrainConfig(), torch.device("cpu")).keep_freed_memory is True
+    for device in ("cuda", "mps"):
+        assert resolve_keep_freed_memory(TrainConfig(), torch.device(device)).keep_freed_memory is False
+    assert resolve_keep_freed_memory(TrainConfig(keep_freed_memory=False), torch.device("cpu")).keep_freed_memory \
+        is False
 
 
 def test_keep_freed_memory_sets_glibc_and_says_when_it_cannot(monkeypatch, caplog):

@@ -301,9 +301,9 @@ class DeviceLoader:
         """
         if not self.augment or self.device.type == "mps":  # MPS: overlapping views untested there
             return None
-        n, c, h, w = self.data.images.shape
-        padded = 2 * n * c * (h + 2 * self.padding) * (w + 2 * self.padding) * self.data.images.element_size()
-        return "split" if padded <= _SPLIT_SOURCE_BYTES else "chunk"
+        images = self.data.images
+        shape = _CropSource.padded_shape(images.shape[0], images.shape[1:], self.padding, self.channels_last)
+        return "split" if math.prod(shape) * images.element_size() <= _SPLIT_SOURCE_BYTES else "chunk"
 
     def _split_source(self) -> _CropSource:
         """The whole split's crop source, made at the first augmented epoch and kept while the images are unchanged.
@@ -375,8 +375,8 @@ class _CropSource:
         p = int(padding)
         self.slots, self.shape, self.padding, self.channels_last = int(slots), (c, h, w), p, bool(channels_last)
         hp, wp = h + 2 * p, w + 2 * p
-        layout = (2 * self.slots, hp, wp, c) if channels_last else (2 * self.slots, c, hp, wp)
-        self.padded = torch.zeros(layout, dtype=dtype, device=device)
+        self.padded = torch.zeros(self.padded_shape(slots, image_shape, padding, channels_last), dtype=dtype,
+                                  device=device)
         # Strides, in elements, of an image, a padded row and a pixel; runs are crop rows.
         self.image_stride = c * hp * wp
         self.row_stride, self.pixel_stride, run = (wp * c, c, w * c) if channels_last else (wp, 1, w)
@@ -386,6 +386,13 @@ class _CropSource:
         self.row_offsets = rows.view(1, -1).to(device)
         flat = self.padded.view(-1)
         self.runs = flat.as_strided((flat.numel() - run + 1, run), (1, 1))  # runs[i] = flat[i : i + run]
+
+    @staticmethod
+    def padded_shape(slots: int, image_shape: Sequence[int], padding: int, channels_last: bool) -> tuple[int, ...]:
+        """The shape of `padded`: `slots` padded images and their mirrors, NHWC with `channels_last`."""
+        c, h, w = (int(v) for v in image_shape)
+        hp, wp = h + 2 * int(padding), w + 2 * int(padding)
+        return (2 * int(slots), hp, wp, c) if channels_last else (2 * int(slots), c, hp, wp)
 
     def fill(self, first: int, images: torch.Tensor) -> None:
         """Write `images` (B, C, H, W) into slots ``first .. first + B - 1`` and their mirrors."""

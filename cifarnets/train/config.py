@@ -104,10 +104,12 @@ class TrainConfig:
         compile: ``torch.compile`` the model (checkpoints are still saved without the
             ``_orig_mod.`` prefix).
         keep_freed_memory: tell glibc's malloc to keep freed memory for reuse
-            (`cifarnets.train.runtime.keep_freed_memory`). Off by default because it changes
-            the whole process for good (its resident memory no longer shrinks after a peak);
-            on a CPU it makes steps faster and steadier (docs/performance.md). Values are
-            unchanged.
+            (`cifarnets.train.runtime.keep_freed_memory`): CPU steps stop page-faulting their
+            buffers in again, which makes them faster and steadier (docs/performance.md).
+            ``None``: on for CPU training, off for CUDA and MPS (whose steps' memory is the
+            device's). It acts on the whole process, for good: its resident memory no longer
+            shrinks after a peak, so pass ``False`` to leave a long-lived process's allocator
+            alone. Values are unchanged; config.json records the setting that applied.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` picks CUDA, then MPS,
             then CPU. Under ``torchrun`` each process uses ``cuda:$LOCAL_RANK``.
 
@@ -163,9 +165,10 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile the model", "run")
     threads: Optional[int] = _f(None, "intra-op CPU threads of training (results are bit-identical only for one "
                                 "thread count)", "run", shown="the usable cores; 1 per sweep cell")
-    keep_freed_memory: bool = _f(False, "keep the memory a step frees for the next one instead of returning it to "
-                                 "the OS (glibc's malloc, for the whole process and for good): CPU steps stop "
-                                 "page-faulting their buffers in again", "run")
+    keep_freed_memory: Optional[bool] = _f(None, "keep the memory a step frees for the next one instead of "
+                                           "returning it to the OS (glibc's malloc, for the whole process and for "
+                                           "good): CPU steps stop page-faulting their buffers in again", "run",
+                                           shown="on for CPU training")
     sync_bn: bool = _f(False, "SyncBatchNorm under torchrun", "run")
     device: Optional[str] = _f(None, "cpu, cuda, cuda:1, mps", "run", shown="best available")
     dist_timeout: float = _f(600.0, "seconds a torchrun process waits for the others before it stops with an "

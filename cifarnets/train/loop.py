@@ -37,7 +37,14 @@ from .evaluate import autocast, eval_sums, use_amp
 from .history import EpochRecord, History
 from .optim import build_optimizer, build_scheduler
 from .rundir import Checkpoint, RunDir, RunExistsError
-from .runtime import algorithms, check_fits_data, keep_freed_memory, progress_bar, resolve_threads
+from .runtime import (
+    algorithms,
+    check_fits_data,
+    keep_freed_memory,
+    progress_bar,
+    resolve_keep_freed_memory,
+    resolve_threads,
+)
 from .track import RunTrackers
 
 __all__ = [
@@ -513,9 +520,10 @@ def fit(
     if data.is_synthetic:
         logger.info("training on the SYNTHETIC data set: its numbers say nothing about CIFAR")
     config = resolve_threads(config, resume)
+    ctx, device = setup_distributed(config.device, timeout_s=config.dist_timeout)
+    config = resolve_keep_freed_memory(config, device)
     if config.keep_freed_memory:
         keep_freed_memory()
-    ctx, device = setup_distributed(config.device, timeout_s=config.dist_timeout)
     run: Optional[_Run] = None
     trackers: Optional[RunTrackers] = None
     saved_threads = torch.get_num_threads()

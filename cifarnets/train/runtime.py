@@ -18,7 +18,8 @@ from ..errors import ConfigError
 from .config import TrainConfig
 from .rundir import RunDir
 
-__all__ = ["algorithms", "check_fits_data", "keep_freed_memory", "progress_bar", "resolve_threads", "usable_cores"]
+__all__ = ["algorithms", "check_fits_data", "keep_freed_memory", "progress_bar", "resolve_keep_freed_memory",
+           "resolve_threads", "usable_cores"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,17 @@ def resolve_threads(config: TrainConfig, resume: bool) -> TrainConfig:
     return config.replace(threads=threads if isinstance(threads, int) else usable_cores())
 
 
+def resolve_keep_freed_memory(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """`config` with `keep_freed_memory` resolved: as given, else on for CPU training and off elsewhere.
+
+    On CUDA and MPS the step's tensors live in the device's own allocator, so glibc's setting
+    would change the process and buy nothing. The resolved value is recorded (config.json).
+    """
+    if config.keep_freed_memory is not None:
+        return config
+    return config.replace(keep_freed_memory=device.type == "cpu")
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep the memory a training step frees for the next step, for the whole process.
 
@@ -108,7 +120,8 @@ def keep_freed_memory() -> bool:
     where earlier allocations left the heap: on a 2-core CPU the same vgg08 step took 49-55 ms in
     one setting and 55-69 ms in another, and 47-55 ms in both with this set (docs/performance.md,
     "One padded copy of the split"). The process's resident memory then stays at its peak.
-    There is no undoing it. Returns whether it was applied: False (with a log line) where the C
+    There is no undoing it. `fit` calls it for CPU training unless told not to
+    (`TrainConfig.keep_freed_memory`). Returns whether it was applied: False (with a log line) where the C
     library is not glibc or refuses a value.
     """
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
