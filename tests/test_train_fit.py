@@ -248,6 +248,11 @@ def test_keep_freed_memory_is_applied_recorded_and_changes_no_value(reference_ru
         assert json.loads((out / "config.json").read_text())["train"]["keep_freed_memory"] is setting
         assert _metrics(history) == _metrics(reference_run[1])
         _assert_same_weights(out / "last.safetensors", reference_run[0] / "last.safetensors")
+    # Asked for where it cannot apply (not glibc): the run folder says it was not applied.
+    monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(1) or False)
+    out = tmp_path / "refused"
+    fit("vgg08", data, _config(out, keep_freed_memory=True, epochs=1, warmup_epochs=0), model_kwargs=TINY)
+    assert calls == [1, 1] and json.loads((out / "config.json").read_text())["train"]["keep_freed_memory"] is False
 
 
 def test_keep_freed_memory_is_resolved_from_the_device():

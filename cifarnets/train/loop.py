@@ -523,7 +523,8 @@ def fit(
     ctx, device = setup_distributed(config.device, timeout_s=config.dist_timeout)
     config = resolve_keep_freed_memory(config, device)
     if config.keep_freed_memory:
-        keep_freed_memory()
+        # config.json records what applied: False where the C library is not glibc.
+        config = config.replace(keep_freed_memory=keep_freed_memory())
     run: Optional[_Run] = None
     trackers: Optional[RunTrackers] = None
     saved_threads = torch.get_num_threads()

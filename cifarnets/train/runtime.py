@@ -105,7 +105,7 @@ def resolve_keep_freed_memory(config: TrainConfig, device: torch.device) -> Trai
     """`config` with `keep_freed_memory` resolved: as given, else on for CPU training and off elsewhere.
 
     On CUDA and MPS the step's tensors live in the device's own allocator, so glibc's setting
-    would change the process and buy nothing. The resolved value is recorded (config.json).
+    would change the process and buy nothing. `fit` records the value that applied (config.json).
     """
     if config.keep_freed_memory is not None:
         return config
